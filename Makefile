@@ -1,0 +1,64 @@
+# One entry point for everything a developer or CI does. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Python 3.13 (the Lambda runtime) when the machine has it, on PATH or through pyenv; else python3 >= 3.11.
+PYTHON_BOOT ?= $(shell scripts/find-python)
+ENV ?= uat
+
+export PYTHONPATH := $(CURDIR)/layers/common$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: help venv test lint typecheck cfn-lint pytest unit integration e2e sandbox run demo bench build deploy keygen sign verify canonical clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+$(STAMP): requirements-dev.txt layers/common/requirements.txt
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create or refresh the virtualenv from the pinned files
+
+test: lint typecheck cfn-lint pytest ## every check and every test (what CI runs)
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP) ## mypy on the layer
+	$(VENV)/bin/mypy layers/common/htouhui
+
+cfn-lint: $(STAMP) ## lint the SAM template
+	$(VENV)/bin/cfn-lint template.yaml
+
+pytest: $(STAMP) ## the test suite (unit, integration, e2e)
+	$(PY) -m pytest
+
+unit: $(STAMP) ## unit tests only
+	$(PY) -m pytest tests/unit
+
+integration: $(STAMP) ## integration tests only
+	$(PY) -m pytest tests/integration
+
+e2e: $(STAMP) ## end-to-end tests only
+	$(PY) -m pytest tests/e2e
+
+keygen: $(STAMP) ## a new merchant key pair: make keygen OUT=dir
+	$(PY) -m htouhui keygen --out $(or $(OUT),.local/keys)
+
+canonical: $(STAMP) ## canonical string of a JSON object of fields on stdin
+	@$(PY) -m htouhui canonical
+
+sign: $(STAMP) ## sign JSON fields on stdin: make sign KEY=merchant_private.pem
+	@$(PY) -m htouhui sign --key $(KEY)
+
+verify: $(STAMP) ## verify JSON fields on stdin: make verify KEY=htouhui_public.pem
+	@$(PY) -m htouhui verify --key $(KEY)
+
+clean: ## remove build output and caches (keeps the virtualenv)
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

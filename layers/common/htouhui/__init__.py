@@ -1,0 +1,1 @@
+"""Htouhui open API for merchants: the wire protocol, typed models, the client, the store."""

@@ -1,0 +1,224 @@
+"""The httpx client for Htouhui's server-to-server interfaces: register and query.
+
+Every answer's signature is verified before any field of it is believed. Both calls are safe to
+repeat (PROTOCOL.md §4), so connection errors, time-outs, 5xx and `9999` are retried with a fresh
+`request_no`, exponential backoff and full jitter, within a bounded number of attempts and time.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+import httpx
+from pydantic import ValidationError
+
+from htouhui import protocol
+from htouhui.errors import (
+    BUSY_CODE,
+    HtouhuiBusy,
+    HtouhuiError,
+    HtouhuiProtocolError,
+    HtouhuiRejected,
+    HtouhuiSignatureError,
+    HtouhuiTimeout,
+)
+from htouhui.models import QueryRequest, QueryResponse, RegisterRequest, RegisterResponse, ResponseCommon
+
+ENVIRONMENTS: Final = {
+    "uat": "https://new-uat.test.htouhui.com",
+    "stage": "https://stage.htouhui.com",
+    "prod": "https://www.htouhui.com",
+}
+REGISTER_PATH: Final = "/openapi/user/register"
+OPEN_ACCOUNT_PATH: Final = "/openapi/user/openAccount"
+DEFAULT_QUERY_PATH: Final = "/openapi/user/query"
+
+_Answer = TypeVar("_Answer", bound=ResponseCommon)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 2.0
+    read: float = 5.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """At most `max_attempts` calls, and no new attempt that would start after `total_seconds`."""
+
+    max_attempts: int = 3
+    total_seconds: float = 12.0
+    base_delay: float = 0.2
+    max_delay: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        """Full-jitter exponential backoff after the given (1-based) attempt."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    partner_id: str
+    base_url: str
+    query_path: str = DEFAULT_QUERY_PATH
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @property
+    def open_account_url(self) -> str:
+        return self.base_url.rstrip("/") + OPEN_ACCOUNT_PATH
+
+
+def base_url_for(environment: str) -> str:
+    try:
+        return ENVIRONMENTS[environment]
+    except KeyError:
+        raise ValueError(f"unknown Htouhui environment {environment!r}: one of {', '.join(ENVIRONMENTS)}") from None
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One attempt, for metrics and logs: no field values, only what happened."""
+
+    interface: str
+    attempt: int
+    seconds: float
+    outcome: str  # a result code, "http_5xx", "timeout", "connection", "signature", "unreadable"
+
+
+class HtouhuiClient:
+    def __init__(
+        self,
+        options: ClientOptions,
+        merchant_key: protocol.PrivateKey,
+        htouhui_keys: Sequence[protocol.PublicKey],
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        on_attempt: Callable[[CallRecord], None] | None = None,
+    ) -> None:
+        if not htouhui_keys:
+            raise ValueError("at least one Htouhui public key is required")
+        self.options = options
+        self._merchant_key = merchant_key
+        self._htouhui_keys = list(htouhui_keys)
+        self._sleep = sleep
+        self._clock = clock
+        self._on_attempt = on_attempt
+        self._http = httpx.Client(
+            base_url=options.base_url,
+            transport=transport,
+            headers={"Accept": "application/json"},
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def register(self, request: RegisterRequest) -> RegisterResponse:
+        return self._call("register", REGISTER_PATH, request.fields(), RegisterResponse)
+
+    def query(self, request: QueryRequest) -> QueryResponse:
+        return self._call("query", self.options.query_path, request.fields(), QueryResponse)
+
+    def _call(self, interface: str, path: str, business: Mapping[str, str], model: type[_Answer]) -> _Answer:
+        retry = self.options.retry
+        deadline = self._clock() + retry.total_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            started = self._clock()
+            try:
+                answer = self._attempt(path, business, model, deadline)
+            except HtouhuiError as failure:
+                self._record(interface, attempt, started, _outcome(failure))
+                if not _retryable(failure):
+                    raise
+                delay = retry.delay(attempt)
+                if attempt >= retry.max_attempts or self._clock() + delay >= deadline:
+                    raise
+                self._sleep(delay)
+            else:
+                self._record(interface, attempt, started, answer.code)
+                return answer
+
+    def _attempt(self, path: str, business: Mapping[str, str], model: type[_Answer], deadline: float) -> _Answer:
+        common = protocol.request_common_fields(self.options.partner_id)
+        message = protocol.signed({**business, **common}, self._merchant_key)
+        remaining = max(deadline - self._clock(), 0.001)
+        timeouts = self.options.timeouts
+        timeout = httpx.Timeout(
+            connect=min(timeouts.connect, remaining),
+            read=min(timeouts.read, remaining),
+            write=min(timeouts.read, remaining),
+            pool=min(timeouts.connect, remaining),
+        )
+        try:
+            response = self._http.post(path, json=message, timeout=timeout)
+        except httpx.TimeoutException as exc:
+            raise HtouhuiTimeout(f"no answer from Htouhui within {timeout.read}s") from exc
+        except httpx.TransportError as exc:
+            raise _ConnectionFailed(f"could not reach Htouhui: {type(exc).__name__}") from exc
+        if response.status_code >= 500:
+            raise HtouhuiBusy(f"Htouhui answered HTTP {response.status_code}")
+        return self._read(response, message, model)
+
+    def _read(self, response: httpx.Response, sent: Mapping[str, str], model: type[_Answer]) -> _Answer:
+        body = _json_object_of_strings(response)
+        if not protocol.verify(body, self._htouhui_keys):
+            raise HtouhuiSignatureError("Htouhui's answer is unsigned or its signature does not verify")
+        for echoed in ("partner_id", "request_no"):
+            if body.get(echoed) != sent[echoed]:
+                raise HtouhuiProtocolError(f"Htouhui's answer does not echo our {echoed}")
+        code = body.get("code", "")
+        if code == BUSY_CODE:
+            raise HtouhuiBusy("Htouhui is busy (9999)", code=code)
+        if code != protocol.SUCCESS:
+            raise HtouhuiRejected(code, body.get("message", ""))
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            broken = ", ".join(sorted({".".join(map(str, error["loc"])) for error in exc.errors()}))
+            raise HtouhuiProtocolError(f"Htouhui's answer breaks the protocol in: {broken}") from None
+
+    def _record(self, interface: str, attempt: int, started: float, outcome: str) -> None:
+        if self._on_attempt is not None:
+            self._on_attempt(CallRecord(interface, attempt, self._clock() - started, outcome))
+
+
+class _ConnectionFailed(HtouhuiTimeout):
+    """The connection could not be made or broke: to the caller, no answer in time."""
+
+
+def _retryable(failure: HtouhuiError) -> bool:
+    return isinstance(failure, HtouhuiTimeout | HtouhuiBusy)
+
+
+def _outcome(failure: HtouhuiError) -> str:
+    if isinstance(failure, HtouhuiRejected):
+        return failure.code
+    if isinstance(failure, HtouhuiBusy):
+        return failure.code or "http_5xx"
+    if isinstance(failure, _ConnectionFailed):
+        return "connection"
+    if isinstance(failure, HtouhuiTimeout):
+        return "timeout"
+    if isinstance(failure, HtouhuiSignatureError):
+        return "signature"
+    return "unreadable"
+
+
+def _json_object_of_strings(response: httpx.Response) -> dict[str, str]:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        raise HtouhuiProtocolError(f"Htouhui's answer (HTTP {response.status_code}) is not JSON") from None
+    if not isinstance(body, dict) or not all(isinstance(value, str) for value in body.values()):
+        raise HtouhuiProtocolError("Htouhui's answer is not a JSON object of strings")
+    return body

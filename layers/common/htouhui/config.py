@@ -1,0 +1,198 @@
+"""Every setting, read once from the environment and validated, with one clear message per problem.
+
+Keys are named by a *key source*: inline PEM or base64 DER, `file:PATH`, `secretsmanager:NAME` or
+`ssm:NAME` (SecureString). Secret stores are read through Powertools Parameters, cached for
+`KEY_CACHE_SECONDS`, and only when a function first needs a key, so cold starts stay short and
+functions that never sign never call Secrets Manager.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from htouhui import protocol
+from htouhui.client import DEFAULT_QUERY_PATH, ENVIRONMENTS, ClientOptions, RetryPolicy, Timeouts
+from htouhui.models import is_loopback_host
+
+
+class ConfigError(RuntimeError):
+    """The configuration is incomplete or inconsistent; the message lists every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Keys:
+    merchant_private: protocol.PrivateKey
+    htouhui_public: tuple[protocol.PublicKey, ...]
+
+
+@dataclass(frozen=True)
+class Settings:
+    partner_id: str
+    client: ClientOptions
+    merchant_private_key_source: str
+    htouhui_public_key_sources: tuple[str, ...]
+    allowed_return_hosts: frozenset[str]
+    public_base_url: str | None
+    frontend_return_url: str | None
+    users_table: str | None
+    key_cache_seconds: int
+    _keys: list[Keys] = field(default_factory=list, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+
+        def text(name: str, default: str | None = None) -> str | None:
+            value = env.get(name, "").strip()
+            return value or default
+
+        def number(name: str, default: float, low: float, high: float) -> float:
+            raw = text(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                problems.append(f"{name} must be a number, got {raw!r}")
+                return default
+            if not low <= value <= high:
+                problems.append(f"{name} must be between {low:g} and {high:g}, got {raw}")
+                return default
+            return value
+
+        partner_id = text("HTOUHUI_PARTNER_ID")
+        if partner_id is None:
+            problems.append("HTOUHUI_PARTNER_ID is required: the merchant number Htouhui issued")
+        elif len(partner_id) > 32:
+            problems.append("HTOUHUI_PARTNER_ID must be at most 32 characters")
+
+        base_url = text("HTOUHUI_BASE_URL")
+        environment = text("HTOUHUI_ENV", "uat") or "uat"
+        if base_url is None:
+            if environment not in ENVIRONMENTS:
+                problems.append(f"HTOUHUI_ENV must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}")
+            base_url = ENVIRONMENTS.get(environment, ENVIRONMENTS["uat"])
+        elif not _is_acceptable_url(base_url):
+            problems.append("HTOUHUI_BASE_URL must be an https URL (plain http only for a loopback host)")
+
+        query_path = text("HTOUHUI_QUERY_PATH", DEFAULT_QUERY_PATH) or DEFAULT_QUERY_PATH
+        if not query_path.startswith("/"):
+            problems.append("HTOUHUI_QUERY_PATH must start with '/'")
+
+        merchant_source = text("MERCHANT_PRIVATE_KEY")
+        if merchant_source is None:
+            problems.append("MERCHANT_PRIVATE_KEY is required: inline PEM, file:, secretsmanager: or ssm:")
+        htouhui_sources = tuple(
+            source for source in (text("HTOUHUI_PUBLIC_KEY"), text("HTOUHUI_PUBLIC_KEY_NEXT")) if source
+        )
+        if not htouhui_sources:
+            problems.append("HTOUHUI_PUBLIC_KEY is required: inline PEM, file:, secretsmanager: or ssm:")
+
+        public_base_url = text("PUBLIC_BASE_URL")
+        if public_base_url is not None and not _is_acceptable_url(public_base_url):
+            problems.append("PUBLIC_BASE_URL must be an https URL (plain http only for a loopback host)")
+        frontend_return_url = text("FRONTEND_RETURN_URL")
+        if frontend_return_url is not None and not _is_acceptable_url(frontend_return_url):
+            problems.append("FRONTEND_RETURN_URL must be an https URL (plain http only for a loopback host)")
+
+        hosts = frozenset(
+            host.strip().lower() for host in (text("ALLOWED_RETURN_HOSTS") or "").split(",") if host.strip()
+        )
+
+        timeouts = Timeouts(
+            connect=number("HTOUHUI_CONNECT_TIMEOUT", 2.0, 0.05, 30),
+            read=number("HTOUHUI_READ_TIMEOUT", 5.0, 0.05, 60),
+        )
+        retry = RetryPolicy(
+            max_attempts=int(number("HTOUHUI_MAX_ATTEMPTS", 3, 1, 10)),
+            total_seconds=number("HTOUHUI_RETRY_SECONDS", 12.0, 0.1, 300),
+        )
+        key_cache_seconds = int(number("KEY_CACHE_SECONDS", 300, 0, 86400))
+
+        if problems:
+            raise ConfigError(problems)
+        assert partner_id is not None and merchant_source is not None
+        return cls(
+            partner_id=partner_id,
+            client=ClientOptions(partner_id, base_url, query_path, timeouts, retry),
+            merchant_private_key_source=merchant_source,
+            htouhui_public_key_sources=htouhui_sources,
+            allowed_return_hosts=hosts,
+            public_base_url=public_base_url.rstrip("/") if public_base_url else None,
+            frontend_return_url=frontend_return_url,
+            users_table=text("USERS_TABLE"),
+            key_cache_seconds=key_cache_seconds,
+        )
+
+    def keys(self) -> Keys:
+        """The merchant's private key and Htouhui's public key(s), loaded on first use and checked."""
+        with self._lock:
+            if not self._keys:
+                self._keys.append(self._load_keys())
+            return self._keys[0]
+
+    def _load_keys(self) -> Keys:
+        problems: list[str] = []
+        merchant: protocol.PrivateKey | None = None
+        htouhui: list[protocol.PublicKey] = []
+        try:
+            merchant = protocol.load_private_key(read_key_source(self.merchant_private_key_source, self))
+        except (protocol.KeyFormatError, OSError) as exc:
+            problems.append(f"MERCHANT_PRIVATE_KEY: {exc}")
+        names = ("HTOUHUI_PUBLIC_KEY", "HTOUHUI_PUBLIC_KEY_NEXT")
+        for name, source in zip(names, self.htouhui_public_key_sources, strict=False):
+            try:
+                htouhui.append(protocol.load_public_key(read_key_source(source, self)))
+            except (protocol.KeyFormatError, OSError) as exc:
+                problems.append(f"{name}: {exc}")
+        if merchant is not None:
+            own = protocol.fingerprint(merchant)
+            if any(protocol.fingerprint(key) == own for key in htouhui):
+                problems.append(
+                    "HTOUHUI_PUBLIC_KEY is the merchant's own public key: configure the key Htouhui gave you"
+                )
+        if problems or merchant is None:
+            raise ConfigError(problems)
+        return Keys(merchant, tuple(htouhui))
+
+    def is_allowed_return_url(self, url: str, *, own_host: str | None = None) -> bool:
+        host = (urlsplit(url).hostname or "").lower()
+        allowed = set(self.allowed_return_hosts)
+        if own_host:
+            allowed.add(own_host.lower())
+        if self.public_base_url:
+            allowed.add((urlsplit(self.public_base_url).hostname or "").lower())
+        return bool(host) and host in allowed and _is_acceptable_url(url)
+
+
+def read_key_source(source: str, settings: Settings | None = None) -> str:
+    """The key text a source names: inline, `file:PATH`, `secretsmanager:NAME` or `ssm:NAME`."""
+    max_age = settings.key_cache_seconds if settings else 300
+    if source.startswith("file:"):
+        return Path(source.removeprefix("file:")).read_text(encoding="ascii")
+    if source.startswith("secretsmanager:"):
+        from aws_lambda_powertools.utilities import parameters  # only functions that use it pay for it
+
+        return str(parameters.get_secret(source.removeprefix("secretsmanager:"), max_age=max_age))
+    if source.startswith("ssm:"):
+        from aws_lambda_powertools.utilities import parameters
+
+        return str(parameters.get_parameter(source.removeprefix("ssm:"), decrypt=True, max_age=max_age))
+    return source
+
+
+def _is_acceptable_url(url: str) -> bool:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return bool(host) and (parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host)))
