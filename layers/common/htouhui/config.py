@@ -45,6 +45,9 @@ class Settings:
     frontend_return_url: str | None
     users_table: str | None
     key_cache_seconds: int
+    notifications_table: str | None = None
+    event_bus_name: str | None = None
+    reconcile_concurrency: int = 10
     _keys: list[Keys] = field(default_factory=list, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -119,6 +122,7 @@ class Settings:
             total_seconds=number("HTOUHUI_RETRY_SECONDS", 12.0, 0.1, 300),
         )
         key_cache_seconds = int(number("KEY_CACHE_SECONDS", 300, 0, 86400))
+        reconcile_concurrency = int(number("RECONCILE_CONCURRENCY", 10, 1, 100))
 
         if problems:
             raise ConfigError(problems)
@@ -133,6 +137,9 @@ class Settings:
             frontend_return_url=frontend_return_url,
             users_table=text("USERS_TABLE"),
             key_cache_seconds=key_cache_seconds,
+            notifications_table=text("NOTIFICATIONS_TABLE"),
+            event_bus_name=text("EVENT_BUS_NAME"),
+            reconcile_concurrency=reconcile_concurrency,
         )
 
     def keys(self) -> Keys:
