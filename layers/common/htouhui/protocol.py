@@ -73,16 +73,22 @@ def verify(fields: Fields, public_keys: PublicKey | Iterable[PublicKey]) -> bool
     is logged with the SHA-256 of the canonical string and the keys' fingerprints, never a value.
     """
     keys = [public_keys] if isinstance(public_keys, rsa.RSAPublicKey) else list(public_keys)
-    text = canonical(fields)
-    reason = _verification_failure(fields, keys, text)
+    try:
+        text = canonical(fields)
+    except TypeError:  # names that cannot be sorted together: not a message anyone signed
+        text = ""
+        reason: str | None = "fields are not text"
+    else:
+        reason = _verification_failure(fields, keys, text)
     if reason is None:
         return True
     logger.warning(
         "htouhui signature verification failed",
         extra={
             "reason": reason,
-            "canonical_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-            "key_fingerprints": [fingerprint(key) for key in keys],
+            # surrogatepass: a lone surrogate from JSON must not turn a failed check into an exception.
+            "canonical_sha256": hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest(),
+            "key_fingerprints": [fingerprint(key) for key in keys if isinstance(key, rsa.RSAPublicKey)],
         },
     )
     return False
@@ -94,11 +100,16 @@ def _verification_failure(fields: Fields, keys: list[PublicKey], text: str) -> s
     encoded = fields.get(SIGN_FIELD)
     if not encoded:
         return "missing sign"
+    if not isinstance(encoded, str):
+        return "sign is not text"
     try:
         signature = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         return "sign is not base64"
-    message = text.encode("utf-8")
+    try:
+        message = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800"): nobody can have signed it
+        return "fields are not valid Unicode"
     for key in keys:
         try:
             key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
