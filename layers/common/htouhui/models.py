@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Final, Literal, Self
+from typing import Annotated, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 from pydantic_core import PydanticCustomError
 
 # --- field rules ----------------------------------------------------------------------------------
@@ -80,6 +80,9 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _check_callback_url(value: str) -> str:
+    # urlsplit silently drops tabs and line ends, so check the value itself: it is signed and sent as is.
+    if any(ord(character) <= 0x20 or ord(character) == 0x7F for character in value):
+        raise _rule("url_characters", "URL must not contain spaces or control characters")
     parts = urlsplit(value)
     host = parts.hostname or ""
     if not host:
@@ -179,15 +182,19 @@ class ResponseCommon(_Wire):
     sign: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
-class RegisterResponse(ResponseCommon):
-    htouhui_user_id: HtouhuiUserId | None = None
-    third_party_user_id: Annotated[str, Field(min_length=1, max_length=50)]
+def _user_id_on_success(value: str | None, info: ValidationInfo) -> str | None:
+    # A field validator (not a model validator) so that the error's loc names htouhui_user_id;
+    # `code` is declared first (ResponseCommon), so it is in info.data when valid.
+    if value is None and info.data.get("code") == "0000":
+        raise _rule("htouhui_user_id_required", "htouhui_user_id is required on a successful register")
+    return value
 
-    @model_validator(mode="after")
-    def _user_id_on_success(self) -> Self:
-        if self.code == "0000" and not self.htouhui_user_id:
-            raise _rule("htouhui_user_id_required", "htouhui_user_id is required on a successful register")
-        return self
+
+class RegisterResponse(ResponseCommon):
+    htouhui_user_id: Annotated[
+        HtouhuiUserId | None, Field(default=None, validate_default=True), AfterValidator(_user_id_on_success)
+    ]
+    third_party_user_id: Annotated[str, Field(min_length=1, max_length=50)]
 
 
 class QueryResponse(ResponseCommon):
