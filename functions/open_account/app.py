@@ -1,0 +1,92 @@
+"""POST /users/{third_party_user_id}/open-account: the signed form the user's browser posts to Htouhui.
+
+JSON `{"method", "action", "fields", "html"}` by default; with `Accept: text/html` the auto-submitting
+page itself, with its Content-Security-Policy. notify_url is always our own /htouhui/notify.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from htouhui import runtime
+from htouhui.api import (
+    ERROR_RESPONSES,
+    HTML,
+    JSON,
+    NOTIFY_PATH,
+    RETURN_PATH,
+    OpenAccountAnswer,
+    create_resolver,
+    own_base_url,
+    own_host,
+    wants_html,
+)
+from htouhui.models import THIRD_PARTY_USER_ID_PATTERN, OpenAccountBody
+from htouhui.observability import logger, metrics
+
+app = create_resolver()
+
+
+@app.post(
+    "/users/<third_party_user_id>/open-account",
+    summary="Build the open-account page",
+    description=(
+        "The signed form (open account, trading password, fee authorisation) the user's browser submits to "
+        "Htouhui. With Accept: text/html the answer is the auto-submitting page itself. The user must be "
+        "registered first; return_url must be on the allow-list (default: our own /htouhui/return)."
+    ),
+    operation_id="openAccount",
+    tags=["users"],
+    responses={
+        200: {
+            "description": "the signed form, or the page with Accept: text/html",
+            "content": {
+                "application/json": {"model": OpenAccountAnswer},
+                "text/html": {"schema": {"type": "string"}},
+            },
+        },
+        **ERROR_RESPONSES,
+    },
+)
+def open_account(
+    third_party_user_id: Annotated[
+        str, Path(max_length=50, pattern=THIRD_PARTY_USER_ID_PATTERN.pattern, description="the merchant's user id")
+    ],
+    body: OpenAccountBody,
+) -> Response[OpenAccountAnswer]:
+    base_url = own_base_url(app, runtime.settings().public_base_url)
+    page = runtime.onboarding().open_account(
+        third_party_user_id,
+        body,
+        notify_url=base_url + NOTIFY_PATH,
+        default_return_url=base_url + RETURN_PATH,
+        own_host=own_host(base_url),
+    )
+    logger.info("open-account page built", extra={"type": body.type})
+    if wants_html(app):
+        return Response(
+            status_code=200,
+            content_type=HTML,
+            body=page.html,
+            headers={
+                "Content-Security-Policy": page.content_security_policy,
+                "Cache-Control": "no-store",
+                "Referrer-Policy": "no-referrer",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+    answer = OpenAccountAnswer(method=page.method, action=page.action, fields=page.fields, html=page.html)
+    return Response(
+        status_code=200, content_type=JSON, body=answer.model_dump_json(), headers={"Cache-Control": "no-store"}
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,276 @@
+"""The HTTP side of the merchant's routes: ONE resolver factory and ONE error mapper.
+
+`create_resolver()` gives a Powertools `APIGatewayHttpResolver` that validates with the pydantic
+bodies and answers every failure in API.md's shape
+`{"error": {"code", "message", "fields"?, "htouhui_code"?, "request_id"}}` instead of Powertools'
+default 422. `error_for(exc)` is the single table from an exception to (HTTP status, code, message):
+the handlers never build an error answer themselves.
+
+No error answer ever carries a field's value (it may be personal data): a bad field is named with the
+rule it broke.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
+from pydantic import BaseModel, ConfigDict
+
+from htouhui.errors import (
+    Conflict,
+    HtouhuiBusy,
+    HtouhuiProtocolError,
+    HtouhuiRejected,
+    HtouhuiSignatureError,
+    HtouhuiTimeout,
+    InvalidInput,
+    NotificationRejected,
+    StoreUnavailable,
+    UserNotFound,
+)
+from htouhui.observability import logger
+
+JSON: Final = "application/json; charset=utf-8"
+HTML: Final = "text/html; charset=utf-8"
+NOTIFY_PATH: Final = "/htouhui/notify"
+RETURN_PATH: Final = "/htouhui/return"
+
+# --- the error shape (also the OpenAPI schema of every error answer) ----------------------------------
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    field: str
+    reason: str
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    message: str
+    fields: list[FieldError] | None = None
+    htouhui_code: str | None = None
+    request_id: str
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    error: ErrorDetail
+
+
+class OpenAccountAnswer(BaseModel):
+    """POST /users/{id}/open-account: the signed form, and a page that submits it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    method: str
+    action: str
+    fields: dict[str, str]
+    html: str
+
+
+ERROR_RESPONSES: Final[dict[int, Any]] = {
+    status: {
+        "description": description,
+        "content": {"application/json": {"model": ErrorResponse}},
+    }
+    for status, description in (
+        (400, "invalid_request: bad JSON, or a field breaks a rule (each bad field listed, never its value)"),
+        (404, "not_found: unknown third_party_user_id"),
+        (409, "conflict: Htouhui 2001/2003/2004/3001, registration first, or registration in progress"),
+        (502, "upstream_error: Htouhui answered an error code, a bad signature or something unreadable"),
+        (503, "upstream_busy: Htouhui said 9999 after retries (or our storage is unavailable)"),
+        (504, "upstream_timeout: no answer from Htouhui in time, after retries"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ApiError:
+    status: int
+    code: str
+    message: str
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    htouhui_code: str | None = None
+
+
+def error_for(exc: Exception) -> ApiError:
+    """The one table from a failure to API.md's answer."""
+    if isinstance(exc, RequestValidationError):
+        return ApiError(400, "invalid_request", "the request is invalid", validation_fields(exc.errors()))
+    if isinstance(exc, RequestUnsupportedContentType):
+        return ApiError(400, "invalid_request", "the request is invalid", [("body", "content type must be JSON")])
+    if isinstance(exc, UnicodeDecodeError | binascii.Error):
+        return ApiError(400, "invalid_request", "the request is invalid", [("body", "body must be UTF-8 JSON")])
+    if isinstance(exc, InvalidInput):
+        return ApiError(400, "invalid_request", "the request is invalid", list(exc.fields))
+    if isinstance(exc, UserNotFound):
+        return ApiError(404, "not_found", "unknown third_party_user_id")
+    if isinstance(exc, NotFoundError):
+        return ApiError(404, "not_found", "no such route")
+    if isinstance(exc, Conflict):
+        return ApiError(409, "conflict", str(exc))
+    if isinstance(exc, HtouhuiRejected):
+        if exc.is_conflict:
+            return ApiError(409, "conflict", _htouhui_message(exc.code), htouhui_code=exc.code)
+        return ApiError(502, "upstream_error", _htouhui_message(exc.code), htouhui_code=exc.code)
+    if isinstance(exc, HtouhuiSignatureError):
+        return ApiError(502, "upstream_error", "Htouhui's answer failed signature verification")
+    if isinstance(exc, HtouhuiProtocolError):
+        return ApiError(502, "upstream_error", "Htouhui's answer could not be read")
+    if isinstance(exc, HtouhuiBusy):
+        return ApiError(503, "upstream_busy", "Htouhui is busy; try again later", htouhui_code=exc.code)
+    if isinstance(exc, HtouhuiTimeout):
+        return ApiError(504, "upstream_timeout", "no answer from Htouhui in time")
+    if isinstance(exc, StoreUnavailable):
+        return ApiError(503, "unavailable", "storage is unavailable; try again later")
+    if isinstance(exc, NotificationRejected):
+        return ApiError(400, "invalid_request", "the message was rejected", [("message", exc.reason)])
+    return ApiError(500, "internal_error", "internal error")
+
+
+_HTOUHUI_CODES: Final = {
+    "1001": "Htouhui rejected our signature",
+    "1002": "Htouhui rejected a parameter",
+    "1003": "Htouhui saw a request number reused",
+    "1004": "Htouhui rejected our timestamp",
+    "2001": "third_party_user_id is already registered with another mobile",
+    "2002": "Htouhui does not know this user",
+    "2003": "the mobile is already registered to another user",
+    "2004": "id_card does not match the user",
+    "3001": "step out of order",
+}
+
+
+def _htouhui_message(code: str) -> str:
+    # Htouhui's own message may echo a value; ours never does.
+    return _HTOUHUI_CODES.get(code, f"Htouhui answered {code}")
+
+
+_REASONS: Final = {
+    "json_invalid": "body must be valid JSON",
+    "model_attributes_type": "body must be a JSON object",
+    "model_type": "body must be a JSON object",
+    "dict_type": "body must be a JSON object",
+    "missing": "field required",
+    "extra_forbidden": "unknown field",
+    "string_type": "must be a string",
+}
+
+
+def validation_fields(errors: Any) -> list[tuple[str, str]]:
+    """(field, reason) for each pydantic error: the rule's message, never the rejected value."""
+    found: list[tuple[str, str]] = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ())]
+        kind = str(error.get("type", ""))
+        if location and location[0] in ("body", "path", "query", "header", "cookie"):
+            location = location[1:]
+        if kind == "json_invalid":
+            location = []
+        name = ".".join(location) or "body"
+        reason = _REASONS.get(kind) or str(error.get("msg") or kind) or "invalid"
+        if (name, reason) not in found:
+            found.append((name, reason))
+    return found
+
+
+def request_id(app: APIGatewayHttpResolver) -> str:
+    try:
+        return str(app.current_event.request_context.request_id or "")
+    except (AttributeError, KeyError, TypeError):
+        return ""
+
+
+def error_body(error: ApiError, request_id_: str) -> dict[str, Any]:
+    detail: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.fields:
+        detail["fields"] = [{"field": name, "reason": reason} for name, reason in error.fields]
+    if error.htouhui_code:
+        detail["htouhui_code"] = error.htouhui_code
+    detail["request_id"] = request_id_
+    return {"error": detail}
+
+
+def error_response(error: ApiError, request_id_: str) -> Response[Any]:
+    headers = {"Cache-Control": "no-store"}
+    if error.status in (HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.GATEWAY_TIMEOUT):
+        headers["Retry-After"] = "1"
+    return Response(
+        status_code=error.status,
+        content_type=JSON,
+        body=json.dumps(error_body(error, request_id_), ensure_ascii=False),
+        headers=headers,
+    )
+
+
+def map_exception(app: APIGatewayHttpResolver, exc: Exception) -> Response[Any]:
+    error = error_for(exc)
+    extra = {"error_code": error.code, "http_status": error.status, "exception_name": type(exc).__name__}
+    if error.htouhui_code:
+        extra["htouhui_code"] = error.htouhui_code
+    if error.fields:
+        extra["fields"] = [name for name, _ in error.fields]
+    if error.status >= 500 and error.code == "internal_error":
+        logger.exception("unexpected failure", extra=extra)
+    elif error.status >= 500:
+        logger.error("request failed", extra=extra)
+    else:
+        logger.info("request refused", extra=extra)
+    return error_response(error, request_id(app))
+
+
+def create_resolver(*, enable_validation: bool = True) -> APIGatewayHttpResolver:
+    """The resolver every HTTP function uses, with the one error mapper installed."""
+    app = APIGatewayHttpResolver(enable_validation=enable_validation)
+
+    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # Powertools leaves it untyped
+    def _any(exc: Exception) -> Response[Any]:
+        return map_exception(app, exc)
+
+    @app.not_found
+    def _not_found(exc: NotFoundError) -> Response[Any]:
+        return map_exception(app, exc)
+
+    return app
+
+
+# --- request facts the handlers need ------------------------------------------------------------------
+
+
+def header(app: APIGatewayHttpResolver, name: str) -> str:
+    return str(app.current_event.headers.get(name.lower(), "") or "")
+
+
+def own_base_url(app: APIGatewayHttpResolver, public_base_url: str | None) -> str:
+    """PUBLIC_BASE_URL, else the scheme (X-Forwarded-Proto, default https) and host this request came to."""
+    if public_base_url:
+        return public_base_url.rstrip("/")
+    scheme = header(app, "x-forwarded-proto").split(",")[0].strip().lower()
+    if scheme not in ("http", "https"):
+        scheme = "https"
+    domain = str(app.current_event.request_context.domain_name or "") or header(app, "host")
+    return f"{scheme}://{domain}"
+
+
+def own_host(base_url: str) -> str:
+    return (urlsplit(base_url).hostname or "").lower()
+
+
+def wants_html(app: APIGatewayHttpResolver) -> bool:
+    """True when the caller asked for text/html (the page itself) rather than JSON."""
+    accept = header(app, "accept").lower()
+    if "text/html" not in accept:
+        return False
+    return "application/json" not in accept or accept.index("text/html") < accept.index("application/json")

@@ -1,0 +1,72 @@
+"""What a Lambda container builds once and reuses across invocations: settings, the store, Onboarding.
+
+Nothing is built at import time (a cold start that never needs Htouhui never loads a key); the first
+call builds it. Tests inject their own with `configure(...)` and drop everything with `reset()`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from htouhui.config import Settings
+
+if TYPE_CHECKING:
+    from htouhui.client import HtouhuiClient
+    from htouhui.onboarding import Onboarding
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {}
+
+
+def settings() -> Settings:
+    with _lock:
+        if "settings" not in _state:
+            _state["settings"] = Settings.from_env()
+        value: Settings = _state["settings"]
+        return value
+
+
+def client_factory(current: Settings) -> Callable[[], HtouhuiClient]:
+    """A factory of Htouhui clients that report every attempt to the metrics (latency and result code)."""
+    from htouhui.client import HtouhuiClient
+    from htouhui.observability import record_attempt
+
+    def build() -> HtouhuiClient:
+        keys = current.keys()
+        return HtouhuiClient(current.client, keys.merchant_private, keys.htouhui_public, on_attempt=record_attempt)
+
+    return build
+
+
+def onboarding() -> Onboarding:
+    current = settings()
+    with _lock:
+        if "onboarding" not in _state:
+            from htouhui.onboarding import Onboarding
+            from htouhui.store import UserStore
+
+            store = UserStore(_required(current.users_table, "USERS_TABLE"), current.notifications_table or "")
+            _state["onboarding"] = Onboarding(current, store, client_factory(current))
+        value: Onboarding = _state["onboarding"]
+        return value
+
+
+def configure(**values: Any) -> None:
+    """Inject `settings=` and/or `onboarding=` (tests, the local stack)."""
+    with _lock:
+        _state.update(values)
+
+
+def reset() -> None:
+    with _lock:
+        _state.clear()
+
+
+def _required(value: str | None, name: str) -> str:
+    if not value:
+        from htouhui.config import ConfigError
+
+        raise ConfigError([f"{name} is required"])
+    return value
