@@ -76,9 +76,11 @@ def render_auto_submit_page(action: str, fields: dict[str, str]) -> str:
 
 
 def _content_security_policy(action: str) -> str:
+    # form-action names Htouhui's origin *and* https: browsers (Chromium) also apply form-action to the
+    # redirects that follow the POST, and Htouhui may hand the user on to the depository bank's pages.
     parts = urlsplit(action)
     origin = f"{parts.scheme}://{parts.netloc}"
     return (
-        f"default-src 'none'; script-src 'sha256-{_SCRIPT_HASH}'; form-action {origin}; "
+        f"default-src 'none'; script-src 'sha256-{_SCRIPT_HASH}'; form-action {origin} https:; "
         "base-uri 'none'; frame-ancestors 'none'"
     )
