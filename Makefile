@@ -11,7 +11,7 @@ ENV ?= uat
 
 export PYTHONPATH := $(CURDIR)/layers/common$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help venv test lint typecheck cfn-lint pytest unit integration e2e sandbox run demo bench build deploy keygen sign verify canonical clean
+.PHONY: help venv test lint typecheck cfn-lint pytest unit integration e2e sandbox run demo bench build deploy openapi keygen sign verify canonical clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -47,6 +47,9 @@ integration: $(STAMP) ## integration tests only
 
 e2e: $(STAMP) ## end-to-end tests only
 	$(PY) -m pytest tests/e2e
+
+openapi: $(STAMP) ## regenerate openapi.json (the merchant routes) from the handlers
+	$(PY) scripts/gen-openapi
 
 keygen: $(STAMP) ## a new merchant key pair: make keygen OUT=dir
 	$(PY) -m htouhui keygen --out $(or $(OUT),.local/keys)

@@ -58,7 +58,7 @@ def open_account(
         str, Path(max_length=50, pattern=THIRD_PARTY_USER_ID_PATTERN.pattern, description="the merchant's user id")
     ],
     body: OpenAccountBody,
-) -> Response[OpenAccountAnswer]:
+) -> Response[Any]:
     base_url = own_base_url(app, runtime.settings().public_base_url)
     page = runtime.onboarding().open_account(
         third_party_user_id,
@@ -81,9 +81,7 @@ def open_account(
             },
         )
     answer = OpenAccountAnswer(method=page.method, action=page.action, fields=page.fields, html=page.html)
-    return Response(
-        status_code=200, content_type=JSON, body=answer.model_dump_json(), headers={"Cache-Control": "no-store"}
-    )
+    return Response(status_code=200, content_type=JSON, body=answer.model_dump(), headers={"Cache-Control": "no-store"})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -37,7 +37,7 @@ def get_user(
 ) -> Response[UserView]:
     onboarding = runtime.onboarding()
     view = onboarding.refresh(third_party_user_id) if refresh else onboarding.view(third_party_user_id)
-    return Response(status_code=200, content_type=JSON, body=view.model_dump_json())
+    return Response(status_code=200, content_type=JSON, body=view)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

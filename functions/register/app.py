@@ -38,8 +38,8 @@ def register(body: RegisterBody) -> Response[UserView]:
     view, created = runtime.onboarding().register(body)
     if created:
         count(REGISTRATIONS)
-    logger.info("user registered" if created else "user already registered", extra={"created": created})
-    return Response(status_code=201 if created else 200, content_type=JSON, body=view.model_dump_json())
+    logger.info("user registered" if created else "user already registered", extra={"created_now": created})
+    return Response(status_code=201 if created else 200, content_type=JSON, body=view)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -21,7 +21,11 @@ from urllib.parse import urlsplit
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+    ResponseValidationError,
+)
 from pydantic import BaseModel, ConfigDict
 
 from htouhui.errors import (
@@ -107,6 +111,10 @@ class ApiError:
 
 def error_for(exc: Exception) -> ApiError:
     """The one table from a failure to API.md's answer."""
+    if isinstance(exc, ResponseValidationError) or (
+        isinstance(exc, RequestValidationError) and any(_is_response(error) for error in exc.errors())
+    ):
+        return ApiError(500, "internal_error", "internal error")
     if isinstance(exc, RequestValidationError):
         return ApiError(400, "invalid_request", "the request is invalid", validation_fields(exc.errors()))
     if isinstance(exc, RequestUnsupportedContentType):
@@ -138,6 +146,11 @@ def error_for(exc: Exception) -> ApiError:
     if isinstance(exc, NotificationRejected):
         return ApiError(400, "invalid_request", "the message was rejected", [("message", exc.reason)])
     return ApiError(500, "internal_error", "internal error")
+
+
+def _is_response(error: Any) -> bool:
+    location = error.get("loc", ()) if isinstance(error, dict) else ()
+    return bool(location) and location[0] == "response"
 
 
 _HTOUHUI_CODES: Final = {
@@ -233,7 +246,10 @@ def map_exception(app: APIGatewayHttpResolver, exc: Exception) -> Response[Any]:
 
 def create_resolver(*, enable_validation: bool = True) -> APIGatewayHttpResolver:
     """The resolver every HTTP function uses, with the one error mapper installed."""
-    app = APIGatewayHttpResolver(enable_validation=enable_validation)
+    app = APIGatewayHttpResolver(
+        enable_validation=enable_validation,
+        response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR if enable_validation else None,
+    )
 
     @app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # Powertools leaves it untyped
     def _any(exc: Exception) -> Response[Any]:
