@@ -156,7 +156,9 @@ class Sandbox:
         httpd.block_on_close = False
         self.stopping.clear()
         self.deliverer.start()
-        thread = threading.Thread(target=httpd.serve_forever, name="sandbox-http", daemon=True)
+        thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox-http", daemon=True
+        )
         thread.start()
         self._running = RunningSandbox(self, httpd, thread)
         return self._running
