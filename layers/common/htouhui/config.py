@@ -8,9 +8,11 @@ functions that never sign never call Secrets Manager.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,6 +20,8 @@ from urllib.parse import urlsplit
 from htouhui import protocol
 from htouhui.client import DEFAULT_QUERY_PATH, ENVIRONMENTS, ClientOptions, RetryPolicy, Timeouts
 from htouhui.models import is_loopback_host
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(RuntimeError):
@@ -49,6 +53,7 @@ class Settings:
     event_bus_name: str | None = None
     reconcile_concurrency: int = 10
     _keys: list[Keys] = field(default_factory=list, repr=False, compare=False)
+    _keys_loaded_at: list[float] = field(default_factory=list, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
@@ -60,14 +65,14 @@ class Settings:
             value = env.get(name, "").strip()
             return value or default
 
-        def number(name: str, default: float, low: float, high: float) -> float:
+        def number(name: str, default: float, low: float, high: float, *, whole: bool = False) -> float:
             raw = text(name)
             if raw is None:
                 return default
             try:
-                value = float(raw)
+                value = float(int(raw)) if whole else float(raw)
             except ValueError:
-                problems.append(f"{name} must be a number, got {raw!r}")
+                problems.append(f"{name} must be {'a whole number' if whole else 'a number'}, got {raw!r}")
                 return default
             if not low <= value <= high:
                 problems.append(f"{name} must be between {low:g} and {high:g}, got {raw}")
@@ -118,11 +123,11 @@ class Settings:
             read=number("HTOUHUI_READ_TIMEOUT", 5.0, 0.05, 60),
         )
         retry = RetryPolicy(
-            max_attempts=int(number("HTOUHUI_MAX_ATTEMPTS", 3, 1, 10)),
+            max_attempts=int(number("HTOUHUI_MAX_ATTEMPTS", 3, 1, 10, whole=True)),
             total_seconds=number("HTOUHUI_RETRY_SECONDS", 12.0, 0.1, 300),
         )
-        key_cache_seconds = int(number("KEY_CACHE_SECONDS", 300, 0, 86400))
-        reconcile_concurrency = int(number("RECONCILE_CONCURRENCY", 10, 1, 100))
+        key_cache_seconds = int(number("KEY_CACHE_SECONDS", 300, 0, 86400, whole=True))
+        reconcile_concurrency = int(number("RECONCILE_CONCURRENCY", 10, 1, 100, whole=True))
 
         if problems:
             raise ConfigError(problems)
@@ -142,12 +147,31 @@ class Settings:
             reconcile_concurrency=reconcile_concurrency,
         )
 
-    def keys(self) -> Keys:
-        """The merchant's private key and Htouhui's public key(s), loaded on first use and checked."""
+    def keys(self, *, clock: Callable[[], float] = time.monotonic) -> Keys:
+        """The merchant's private key and Htouhui's public key(s), loaded on first use and checked.
+
+        Reloaded once they are older than KEY_CACHE_SECONDS, so a rotation in Secrets Manager or SSM
+        reaches warm functions too. If a reload fails, the keys already loaded stay in use (and a
+        warning names the problem) rather than failing every request.
+        """
         with self._lock:
-            if not self._keys:
-                self._keys.append(self._load_keys())
-            return self._keys[0]
+            now = clock()
+            if self._keys and now - self._keys_loaded_at[0] < self.key_cache_seconds:
+                return self._keys[0]
+            try:
+                loaded = self._load_keys()
+            except ConfigError as exc:
+                if not self._keys:
+                    raise
+                logger.warning(
+                    "reloading the keys failed; keeping the keys loaded before", extra={"problems": exc.problems}
+                )
+                self._keys_loaded_at[0] = now
+                return self._keys[0]
+            self._keys[:] = [loaded]
+            # Timed from the end of the load, so Powertools' own cache (same max age) has expired at the next one.
+            self._keys_loaded_at[:] = [clock()]
+            return loaded
 
     def _load_keys(self) -> Keys:
         problems: list[str] = []
@@ -155,13 +179,13 @@ class Settings:
         htouhui: list[protocol.PublicKey] = []
         try:
             merchant = protocol.load_private_key(read_key_source(self.merchant_private_key_source, self))
-        except (protocol.KeyFormatError, OSError) as exc:
+        except (ValueError, OSError) as exc:
             problems.append(f"MERCHANT_PRIVATE_KEY: {exc}")
         names = ("HTOUHUI_PUBLIC_KEY", "HTOUHUI_PUBLIC_KEY_NEXT")
         for name, source in zip(names, self.htouhui_public_key_sources, strict=False):
             try:
                 htouhui.append(protocol.load_public_key(read_key_source(source, self)))
-            except (protocol.KeyFormatError, OSError) as exc:
+            except (ValueError, OSError) as exc:
                 problems.append(f"{name}: {exc}")
         if merchant is not None:
             own = protocol.fingerprint(merchant)
@@ -183,20 +207,42 @@ class Settings:
         return bool(host) and host in allowed and _is_acceptable_url(url)
 
 
+class KeySourceError(ValueError):
+    """The place a key source names could not be read; the message names the place, never key text."""
+
+
 def read_key_source(source: str, settings: Settings | None = None) -> str:
     """The key text a source names: inline, `file:PATH`, `secretsmanager:NAME` or `ssm:NAME`."""
     max_age = settings.key_cache_seconds if settings else 300
     if source.startswith("file:"):
-        return Path(source.removeprefix("file:")).read_text(encoding="ascii")
-    if source.startswith("secretsmanager:"):
-        from aws_lambda_powertools.utilities import parameters  # only functions that use it pay for it
-
-        return str(parameters.get_secret(source.removeprefix("secretsmanager:"), max_age=max_age))
-    if source.startswith("ssm:"):
-        from aws_lambda_powertools.utilities import parameters
-
-        return str(parameters.get_parameter(source.removeprefix("ssm:"), decrypt=True, max_age=max_age))
+        path = Path(source.removeprefix("file:"))
+        try:
+            return path.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KeySourceError(f"cannot read key file {path}: {type(exc).__name__}") from None
+    for prefix in ("secretsmanager:", "ssm:"):
+        if source.startswith(prefix):
+            return _read_secret_store(prefix, source.removeprefix(prefix), max_age)
     return source
+
+
+def _read_secret_store(prefix: str, name: str, max_age: int) -> str:
+    from aws_lambda_powertools.utilities import parameters  # only functions that use it pay for it
+
+    try:
+        if prefix == "ssm:":
+            value = parameters.get_parameter(name, decrypt=True, max_age=max_age)
+        else:
+            value = parameters.get_secret(name, max_age=max_age)
+    except Exception as exc:  # GetParameterError, or botocore's own (no region, no credentials): say which store
+        cause = type(exc.__cause__).__name__ if exc.__cause__ else type(exc).__name__
+        raise KeySourceError(f"cannot read {prefix}{name}: {cause}") from None
+    if isinstance(value, bytes):  # a SecretBinary
+        try:
+            return value.decode("ascii")
+        except UnicodeDecodeError:
+            raise KeySourceError(f"{prefix}{name} holds binary data that is not a PEM or base64 key") from None
+    return str(value)
 
 
 def _is_acceptable_url(url: str) -> bool:
