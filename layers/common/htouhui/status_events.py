@@ -1,0 +1,72 @@
+"""`UserStatusChanged` events, derived from the users table's stream (never a second write beside it).
+
+A stream record (NEW_AND_OLD_IMAGES) yields an event only when `status` changed: a registration, an
+id_card kept or a bank card filled in changes the item but not the level, and publishes nothing.
+The detail carries no personal data: ids and levels only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from htouhui.models import COMPLETED_STATUS
+
+SOURCE: Final = "htouhui.onboarding"
+DETAIL_TYPE: Final = "UserStatusChanged"
+
+
+def _text(image: Mapping[str, Any], name: str) -> str | None:
+    value = image.get(name)
+    return str(value["S"]) if isinstance(value, Mapping) and "S" in value else None
+
+
+def _status(image: Mapping[str, Any] | None) -> int | None:
+    value = (image or {}).get("status")
+    return int(value["N"]) if isinstance(value, Mapping) and "N" in value else None
+
+
+def status_change(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The UserStatusChanged detail of one DynamoDB stream record, or None when the status did not change.
+
+    Raises ValueError for a record that claims a change but cannot be read (no user id, a non-numeric status).
+    """
+    if record.get("eventName") not in ("INSERT", "MODIFY"):
+        return None
+    change = record.get("dynamodb") or {}
+    new_image = change.get("NewImage") or {}
+    try:
+        old_status, new_status = _status(change.get("OldImage")), _status(new_image)
+    except (TypeError, ValueError):
+        raise ValueError("stream record with an unreadable status") from None
+    if new_status is None or new_status == old_status:
+        return None
+    third_party_user_id = _text(new_image, "third_party_user_id")
+    if not third_party_user_id:
+        raise ValueError("stream record without third_party_user_id")
+    return {
+        "third_party_user_id": third_party_user_id,
+        "htouhui_user_id": _text(new_image, "htouhui_user_id"),
+        "old_status": old_status,
+        "new_status": new_status,
+        "ready_for_debt_matching": new_status == COMPLETED_STATUS,
+    }
+
+
+def put_events_entry(record: Mapping[str, Any], event_bus_name: str) -> dict[str, Any] | None:
+    """The `events:PutEvents` entry for one stream record, or None when there is nothing to publish."""
+    detail = status_change(record)
+    if detail is None:
+        return None
+    entry: dict[str, Any] = {
+        "Source": SOURCE,
+        "DetailType": DETAIL_TYPE,
+        "Detail": json.dumps(detail, separators=(",", ":")),
+        "EventBusName": event_bus_name,
+    }
+    created = (record.get("dynamodb") or {}).get("ApproximateCreationDateTime")
+    if isinstance(created, int | float):
+        entry["Time"] = datetime.fromtimestamp(created, UTC)
+    return entry
