@@ -11,7 +11,7 @@ ENV ?= uat
 
 export PYTHONPATH := $(CURDIR)/layers/common$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help venv test lint typecheck cfn-lint pytest unit integration e2e sandbox run demo bench build deploy openapi keygen sign verify canonical clean
+.PHONY: help venv test lint typecheck cfn-lint pytest unit integration e2e sandbox run demo bench build deploy validate openapi keygen sign verify canonical clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -50,6 +50,23 @@ e2e: $(STAMP) ## end-to-end tests only
 
 openapi: $(STAMP) ## regenerate openapi.json (the merchant routes) from the handlers
 	$(PY) scripts/gen-openapi
+
+# SAM without Docker: the virtualenv's python3.13 (the Lambda runtime) first on PATH; no telemetry.
+SAM := SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CURDIR)/$(VENV)/bin/sam
+BUILD_DIR ?= .aws-sam/build
+
+validate: $(STAMP) ## cfn-lint and sam validate --lint on template.yaml
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint --template template.yaml
+
+build: $(STAMP) ## sam build for arm64 without a container (python3.13 from the virtualenv)
+	@test -x $(VENV)/bin/python3.13 || { echo "make build needs $(VENV) on Python 3.13 (the Lambda runtime): rm -rf $(VENV) and make venv with python3.13 on PATH" >&2; exit 2; }
+	$(SAM) build --template template.yaml --build-dir $(BUILD_DIR) --config-env $(ENV)
+
+deploy: $(STAMP) ## sam build, then sam deploy --config-env ENV (make deploy ENV=uat|stage|prod)
+	@case "$(ENV)" in uat|stage|prod) ;; *) echo "ENV must be uat, stage or prod, got '$(ENV)'" >&2; exit 2;; esac
+	$(MAKE) --no-print-directory build ENV=$(ENV)
+	$(SAM) deploy --config-env $(ENV) --template-file $(BUILD_DIR)/template.yaml
 
 keygen: $(STAMP) ## a new merchant key pair: make keygen OUT=dir
 	$(PY) -m htouhui keygen --out $(or $(OUT),.local/keys)

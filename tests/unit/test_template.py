@@ -1,0 +1,614 @@
+"""template.yaml, checked offline: linted, transformed with aws-sam-translator (no AWS call), and compared with
+the code it deploys: every handler imports, every route reaches the function and the authorisation API.md gives,
+the tables are those `htouhui.store` uses (exercised against moto with the template's own definitions), and each
+function's role grants exactly what that function touches.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from conftest import LAYER, ROOT
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+from samtranslator.yaml_helper import yaml_parse
+
+TEMPLATE = ROOT / "template.yaml"
+BIN = Path(sys.executable).parent
+PARTNER_ID = "P2026000001"
+
+# function logical id -> folder under functions/ (the names the bundle design fixes)
+FUNCTIONS = {
+    "RegisterFunction": "register",
+    "OpenAccountFunction": "open_account",
+    "QueryUserFunction": "query_user",
+    "NotifyFunction": "notify",
+    "ReconcileFunction": "reconcile",
+    "PublishStatusFunction": "publish_status",
+}
+
+# API.md section 1: (method, path) -> (function, authorisation)
+ROUTES = {
+    ("post", "/users"): ("RegisterFunction", "AWS_IAM"),
+    ("post", "/users/{third_party_user_id}/open-account"): ("OpenAccountFunction", "AWS_IAM"),
+    ("get", "/users/{third_party_user_id}"): ("QueryUserFunction", "AWS_IAM"),
+    ("post", "/htouhui/notify"): ("NotifyFunction", "NONE"),
+    ("get", "/htouhui/return"): ("NotifyFunction", "NONE"),
+}
+
+BASIC = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+STREAM = "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"
+MANAGED_POLICIES = {"AWSLambdaBasicExecutionRole": BASIC, "AWSLambdaDynamoDBExecutionRole": STREAM}
+
+USERS = "UsersTable.Arn"
+NOTIFICATIONS = "NotificationsTable.Arn"
+UNFINISHED_INDEX_ARN = "${UsersTable.Arn}/index/unfinished"
+SECRETS = ("MerchantPrivateKeySecret", "HtouhuiPublicKeySecret", "HtouhuiPublicKeyNextSecret")
+BUS = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
+
+
+def _grants(table_actions: dict[str, tuple[str, ...]], *, keys: bool) -> set[tuple[str, str]]:
+    grants = {(action, resource) for resource, actions in table_actions.items() for action in actions}
+    if keys:
+        grants |= {("secretsmanager:GetSecretValue", secret) for secret in SECRETS}
+        grants.add(("kms:Decrypt", "DataKey.Arn"))
+    return grants
+
+
+# What each function touches (read from htouhui.store and htouhui.runtime): the store's calls per use case, and
+# both key secrets wherever a Htouhui client or a signature check is built (Settings.keys() loads them together).
+# TransactWriteItems is not an IAM action: its Put and Update need PutItem and UpdateItem on their tables.
+EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
+    # claim_registration/complete_registration: UpdateItem; release_claim: DeleteItem; explain/get: GetItem
+    "RegisterFunction": _grants({USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")}, keys=True),
+    # mark_open_requested: UpdateItem (+ GetItem to explain a refusal), then sign the form
+    "OpenAccountFunction": _grants({USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem")}, keys=True),
+    # get; ?refresh=true: query Htouhui, apply_status without notify_no (UpdateItem, no history)
+    "QueryUserFunction": _grants({USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem")}, keys=True),
+    # apply_status with notify_no: TransactWriteItems (Put history + Update user), a plain Put when stale
+    "NotifyFunction": _grants(
+        {USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem"), NOTIFICATIONS: ("dynamodb:PutItem",)}, keys=True
+    ),
+    # unfinished(): Query on the sparse index only (never Scan); check_user: GetItem; apply_status: UpdateItem
+    "ReconcileFunction": _grants(
+        {USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem"), UNFINISHED_INDEX_ARN: ("dynamodb:Query",)}, keys=True
+    ),
+    # the stream is read through the event source mapping (SAM's AWSLambdaDynamoDBExecutionRole)
+    "PublishStatusFunction": {("events:PutEvents", BUS)},
+}
+# policies SAM adds for the failure destinations
+EXPECTED_DESTINATION_GRANTS = {
+    "ReconcileFunction": {("sqs:SendMessage", "AsyncFailureQueue.Arn")},
+    "PublishStatusFunction": {("sqs:SendMessage", "StreamFailureQueue.Arn")},
+}
+EXPECTED_MANAGED = {name: {BASIC} for name in FUNCTIONS} | {"PublishStatusFunction": {BASIC, STREAM}}
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def load_template() -> dict[str, Any]:
+    template: dict[str, Any] = yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
+    return template
+
+
+def translate(parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The CloudFormation SAM would deploy, computed offline: no AWS call, managed policies from a fixed map."""
+    template = load_template()
+    for resource in template["Resources"].values():
+        properties = resource.get("Properties", {})
+        for name in ("CodeUri", "ContentUri"):  # `sam package` would upload these; the translator wants S3
+            if isinstance(properties.get(name), str):
+                properties[name] = "s3://bucket/" + properties[name].strip("/")
+    session = boto3.session.Session(
+        region_name="ap-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    translator = Translator(None, Parser(), boto_session=session)
+    values = {"PartnerId": PARTNER_ID, **(parameters or {})}
+    output: dict[str, Any] = translator.translate(
+        template, values, get_managed_policy_map=lambda: dict(MANAGED_POLICIES)
+    )
+    return output
+
+
+def name_of(value: Any) -> str:
+    """A resource reference as text: Ref X -> X, GetAtt X.Y -> X.Y, Sub s -> s."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return str(value["Ref"])
+    if "Fn::GetAtt" in value:
+        attribute = value["Fn::GetAtt"]
+        return attribute if isinstance(attribute, str) else ".".join(attribute)
+    if "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        return str(sub if isinstance(sub, str) else sub[0])
+    raise AssertionError(f"unexpected reference {value!r}")
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def role_grants(resources: dict[str, Any], function: str) -> tuple[set[tuple[str, str]], list[dict[str, Any]]]:
+    role = resources[f"{function}Role"]["Properties"]
+    grants: set[tuple[str, str]] = set()
+    statements: list[dict[str, Any]] = []
+    for policy in role.get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Allow"
+            statements.append(statement)
+            for action in as_list(statement["Action"]):
+                for resource in as_list(statement["Resource"]):
+                    grants.add((action, name_of(resource)))
+    return grants, statements
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def translated() -> dict[str, Any]:
+    return translate()
+
+
+@pytest.fixture(scope="module")
+def resources(translated: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = translated["Resources"]
+    return result
+
+
+def tool(name: str) -> str:
+    found = BIN / name
+    if found.exists():
+        return str(found)
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: make venv")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ linters
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    result = subprocess.run([tool("cfn-lint"), str(TEMPLATE)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_sam_validate_lint_passes() -> None:
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "ap-east-1"}
+    result = subprocess.run(
+        [tool("sam"), "validate", "--lint", "--template", str(TEMPLATE)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"Environment": "prod", "HtouhuiBaseUrl": "https://www.htouhui.com"},
+        {"DeletionProtection": "false", "UseNextHtouhuiPublicKey": "true"},
+        {"AlarmTopicArn": "arn:aws:sns:ap-east-1:123456789012:ops", "ReconcileRate": "rate(1 minute)"},
+    ],
+)
+def test_translates_with_other_parameter_values(parameters: dict[str, str]) -> None:
+    assert "HttpApi" in translate(parameters)["Resources"]
+
+
+# ------------------------------------------------------------------------------------------------ functions
+
+
+def test_exactly_the_six_functions_with_the_shared_layer(template: dict[str, Any]) -> None:
+    functions = {
+        name: resource["Properties"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    assert set(functions) == set(FUNCTIONS)
+    for name, properties in functions.items():
+        assert properties["CodeUri"] == f"functions/{FUNCTIONS[name]}/"
+        assert properties["Handler"] == "app.lambda_handler"
+        assert properties["Layers"] == [{"Ref": "HtouhuiLayer"}]
+        assert "Role" not in properties  # SAM builds one role per function from its own Policies
+        assert "Environment" not in properties  # one environment, in Globals
+
+
+def test_globals_runtime_and_environment(template: dict[str, Any]) -> None:
+    function = template["Globals"]["Function"]
+    assert function["Runtime"] == "python3.13"
+    assert function["Architectures"] == ["arm64"]
+    assert 3 <= function["Timeout"] <= 29  # under the HTTP API's 30 s integration limit
+    assert function["MemorySize"] >= 256
+    env = function["Environment"]["Variables"]
+    for name in (
+        "POWERTOOLS_SERVICE_NAME",
+        "HTOUHUI_PARTNER_ID",
+        "HTOUHUI_ENV",
+        "HTOUHUI_BASE_URL",
+        "HTOUHUI_QUERY_PATH",
+        "USERS_TABLE",
+        "NOTIFICATIONS_TABLE",
+        "ALLOWED_RETURN_HOSTS",
+        "FRONTEND_RETURN_URL",
+        "EVENT_BUS_NAME",
+        "RECONCILE_CONCURRENCY",
+        "MERCHANT_PRIVATE_KEY",
+        "HTOUHUI_PUBLIC_KEY",
+        "HTOUHUI_PUBLIC_KEY_NEXT",
+    ):
+        assert name in env, name
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Htouhui"
+    assert env["USERS_TABLE"] == {"Ref": "UsersTable"}
+    assert env["NOTIFICATIONS_TABLE"] == {"Ref": "NotificationsTable"}
+    assert env["HTOUHUI_PARTNER_ID"] == {"Ref": "PartnerId"}
+    # keys: a secretsmanager: source naming a secret this template creates, never key material
+    assert env["MERCHANT_PRIVATE_KEY"] == {"Fn::Sub": "secretsmanager:${MerchantPrivateKeySecret}"}
+    assert env["HTOUHUI_PUBLIC_KEY"] == {"Fn::Sub": "secretsmanager:${HtouhuiPublicKeySecret}"}
+    assert env["HTOUHUI_PUBLIC_KEY_NEXT"] == {
+        "Fn::If": [
+            "UseNextKey",
+            {"Fn::Sub": "secretsmanager:${HtouhuiPublicKeyNextSecret}"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    for secret in SECRETS:
+        assert template["Resources"][secret]["Type"] == "AWS::SecretsManager::Secret"
+        assert "SecretString" not in template["Resources"][secret]["Properties"]  # created empty
+        assert template["Resources"][secret]["Properties"]["KmsKeyId"] == {"Ref": "DataKey"}
+
+
+def test_no_parameter_carries_key_material(template: dict[str, Any]) -> None:
+    for name, parameter in template["Parameters"].items():
+        assert not re.search(r"private|secret|pem|password", name, re.IGNORECASE), name
+        assert "BEGIN" not in str(parameter.get("Default", ""))
+    assert "PRIVATE KEY" not in TEMPLATE.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_handler_file_exists_and_imports(function: str, template: dict[str, Any], monkeypatch: Any) -> None:
+    properties = template["Resources"][function]["Properties"]
+    module_name, handler_name = properties["Handler"].rsplit(".", 1)
+    path = ROOT / properties["CodeUri"] / f"{module_name}.py"
+    assert path.is_file(), f"{function}: {path.relative_to(ROOT)} does not exist"
+    monkeypatch.syspath_prepend(str(LAYER))
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "htouhui-onboarding",
+        "POWERTOOLS_METRICS_NAMESPACE": "Htouhui",
+    }.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location(f"template_handler_{FUNCTIONS[function]}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(getattr(module, handler_name, None)), f"{function}: no {handler_name} in {path.name}"
+
+
+def test_function_requirements_add_nothing_to_the_layer() -> None:
+    for folder in FUNCTIONS.values():
+        requirements = ROOT / "functions" / folder / "requirements.txt"
+        if requirements.exists():
+            lines = [
+                line for line in requirements.read_text().splitlines() if line.strip() and not line.startswith("#")
+            ]
+            assert lines == [], f"functions/{folder}/requirements.txt: dependencies belong in the layer"
+
+
+def test_layer_builds_for_python313_arm64_without_boto3(template: dict[str, Any]) -> None:
+    layer = template["Resources"]["HtouhuiLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/common/"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    requirements = (ROOT / "layers" / "common" / "requirements.txt").read_text().splitlines()
+    pins = [line.split("#")[0].strip() for line in requirements if line.split("#")[0].strip()]
+    assert pins and all("==" in pin for pin in pins), pins
+    assert not any(re.match(r"(boto3|botocore)\b", pin, re.IGNORECASE) for pin in pins)
+
+
+# ------------------------------------------------------------------------------------------------ HTTP API
+
+
+def test_routes_reach_the_right_function_with_the_right_auth(resources: dict[str, Any]) -> None:
+    body = resources["HttpApi"]["Properties"]["Body"]
+    found: dict[tuple[str, str], tuple[str, str]] = {}
+    for path, methods in body["paths"].items():
+        for method, operation in methods.items():
+            integration = operation["x-amazon-apigateway-integration"]
+            assert integration["type"] == "aws_proxy"
+            assert integration["payloadFormatVersion"] == "2.0"
+            match = re.search(r"\$\{(\w+)\.Arn\}", name_of(integration["uri"]))
+            assert match, integration["uri"]
+            security = operation.get("security")
+            assert security is not None and len(security) == 1, (path, method, security)
+            (auth,) = security[0]
+            found[(method, path)] = (match.group(1), auth)
+    assert found == ROUTES
+    assert body["components"]["securitySchemes"]["AWS_IAM"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+    # API Gateway may invoke each function on its own routes of this API only
+    invocable: dict[str, set[str]] = {}
+    for resource in resources.values():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Lambda::Permission" and properties["Principal"] == "apigateway.amazonaws.com":
+            arn, variables = properties["SourceArn"]["Fn::Sub"]
+            assert variables["__ApiId__"] == {"Ref": "HttpApi"}
+            route = arn.split("${__Stage__}/", 1)[1]
+            invocable.setdefault(properties["FunctionName"]["Ref"], set()).add(route)
+    expected: dict[str, set[str]] = {}
+    for (method, path), (function, _) in ROUTES.items():
+        expected.setdefault(function, set()).add(method.upper() + re.sub(r"\{[^}]+\}", "*", path))
+    assert invocable == expected
+
+
+def test_http_api_defaults_to_iam_with_throttling_and_access_logs(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    api = template["Resources"]["HttpApi"]["Properties"]
+    assert api["Auth"] == {"EnableIamAuthorizer": True, "DefaultAuthorizer": "AWS_IAM"}
+    stage = next(r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage")
+    assert stage["DefaultRouteSettings"] == {
+        "ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"},
+        "ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"},
+    }
+    assert stage["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogs", "Arn"]}
+    log_format = stage["AccessLogSettings"]["Format"]
+    assert "$context.requestId" in log_format
+    # no query string, path or body in the access log: nothing personal can land there
+    assert "$context.path" not in log_format and "querystring" not in log_format.lower()
+    assert resources["ApiAccessLogs"]["Type"] == "AWS::Logs::LogGroup"
+
+
+def test_outputs_hand_htouhui_the_notify_url(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    base = "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+    assert outputs["ApiUrl"]["Value"] == {"Fn::Sub": base}
+    assert outputs["NotifyUrl"]["Value"] == {"Fn::Sub": base + "/htouhui/notify"}
+    assert outputs["ReturnUrl"]["Value"] == {"Fn::Sub": base + "/htouhui/return"}
+    for name in (
+        "UsersTableName",
+        "NotificationsTableName",
+        "MerchantPrivateKeySecretArn",
+        "HtouhuiPublicKeySecretArn",
+        "HtouhuiPublicKeyNextSecretArn",
+    ):
+        assert name in outputs
+
+
+# ------------------------------------------------------------------------------------------------ state
+
+
+def test_tables_match_the_store(template: dict[str, Any]) -> None:
+    from htouhui import store
+
+    users = template["Resources"]["UsersTable"]["Properties"]
+    assert users["KeySchema"] == [{"AttributeName": store.USERS_KEY, "KeyType": "HASH"}]
+    indexes = {index["IndexName"]: index for index in users["GlobalSecondaryIndexes"]}
+    assert set(indexes) == {store.UNFINISHED_INDEX, store.HTOUHUI_USER_ID_INDEX}
+    assert indexes[store.HTOUHUI_USER_ID_INDEX]["KeySchema"] == [
+        {"AttributeName": "htouhui_user_id", "KeyType": "HASH"}
+    ]
+    assert indexes[store.HTOUHUI_USER_ID_INDEX]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert indexes[store.UNFINISHED_INDEX]["KeySchema"] == [
+        {"AttributeName": "unfinished", "KeyType": "HASH"},
+        {"AttributeName": "updated_at", "KeyType": "RANGE"},
+    ]
+    assert indexes[store.UNFINISHED_INDEX]["Projection"] == {"ProjectionType": "ALL"}
+    assert users["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+
+    notifications = template["Resources"]["NotificationsTable"]["Properties"]
+    assert notifications["KeySchema"] == [{"AttributeName": store.NOTIFICATIONS_KEY, "KeyType": "HASH"}]
+    assert "GlobalSecondaryIndexes" not in notifications
+
+    for table in (users, notifications):
+        assert table["BillingMode"] == "PAY_PER_REQUEST"
+        assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert table["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Ref": "DataKey"}}
+        assert table["DeletionProtectionEnabled"] == {"Fn::If": ["IsDeletionProtected", True, False]}
+    assert template["Parameters"]["DeletionProtection"]["Default"] == "true"
+    for name in ("UsersTable", "NotificationsTable", "DataKey"):
+        assert template["Resources"][name]["DeletionPolicy"] == "Retain"
+
+
+def test_customer_key_rotates_and_has_a_policy(template: dict[str, Any]) -> None:
+    key = template["Resources"]["DataKey"]
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    account = [
+        s
+        for s in statements
+        if s["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+    ]
+    assert account, "the account must administer the key through IAM"
+    # anyone else only through DynamoDB, in this account
+    for statement in statements:
+        if statement not in account:
+            assert statement["Condition"]["StringEquals"]["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
+            assert statement["Condition"]["StringEquals"]["kms:ViaService"] == {
+                "Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"
+            }
+
+
+def _boto3_table(properties: dict[str, Any], name: str, deletion_protection: bool) -> dict[str, Any]:
+    """The template's table definition as CreateTable arguments (moto has no KMS-backed SSE to check)."""
+    table = copy.deepcopy(properties)
+    for cloudformation_only in ("SSESpecification", "PointInTimeRecoverySpecification", "Tags"):
+        table.pop(cloudformation_only, None)
+    table["DeletionProtectionEnabled"] = deletion_protection
+    table["StreamSpecification"] = {"StreamEnabled": True, **table.get("StreamSpecification", {})}
+    if "StreamViewType" not in table["StreamSpecification"]:
+        table.pop("StreamSpecification")
+    return {"TableName": name, **table}
+
+
+@pytest.fixture
+def template_tables(template: dict[str, Any], monkeypatch: Any) -> Iterator[Any]:
+    from moto import mock_aws
+
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        for logical in ("UsersTable", "NotificationsTable"):
+            client.create_table(**_boto3_table(template["Resources"][logical]["Properties"], logical, False))
+        yield client
+
+
+def test_store_works_on_the_tables_the_template_declares(template_tables: Any) -> None:
+    from htouhui.store import ApplyOutcome, ClaimOutcome, StatusUpdate, UserStore
+
+    store = UserStore("UsersTable", "NotificationsTable", dynamodb=template_tables)
+    now = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+    claim = store.claim_registration("u-1", "d" * 64, now)
+    assert claim.outcome is ClaimOutcome.CLAIMED
+    store.complete_registration("u-1", "H100", now)
+    assert [record.third_party_user_id for record in store.unfinished(page_size=1)] == ["u-1"]
+
+    def update(status: int, notify_no: str | None) -> StatusUpdate:
+        return StatusUpdate("u-1", "H100", status, "notify" if notify_no else "query", now, notify_no=notify_no)
+
+    assert store.apply_status(update(1, "N1")) is ApplyOutcome.APPLIED
+    assert store.apply_status(update(1, "N1")) is ApplyOutcome.DUPLICATE
+    assert store.apply_status(update(3, None)) is ApplyOutcome.APPLIED
+    assert list(store.unfinished()) == []  # status 3 left the sparse index
+    found = template_tables.query(
+        TableName="UsersTable",
+        IndexName="by-htouhui-user-id",
+        KeyConditionExpression="htouhui_user_id = :h",
+        ExpressionAttributeValues={":h": {"S": "H100"}},
+    )["Items"]
+    assert found == [{"third_party_user_id": {"S": "u-1"}, "htouhui_user_id": {"S": "H100"}}]
+
+
+# ------------------------------------------------------------------------------------------------ permissions
+
+
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
+def test_each_role_grants_exactly_what_the_function_touches(function: str, resources: dict[str, Any]) -> None:
+    grants, statements = role_grants(resources, function)
+    assert grants == EXPECTED_GRANTS[function] | EXPECTED_DESTINATION_GRANTS.get(function, set())
+    assert set(resources[f"{function}Role"]["Properties"]["ManagedPolicyArns"]) == EXPECTED_MANAGED[function]
+    for statement in statements:
+        assert "*" not in [name_of(resource) for resource in as_list(statement["Resource"])]
+        assert not any(action.endswith("*") for action in as_list(statement["Action"]))
+        if statement["Action"] == "kms:Decrypt":  # the key only as Secrets Manager uses it
+            assert statement["Condition"] == {
+                "StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}
+            }
+
+
+def test_nothing_may_scan(resources: dict[str, Any]) -> None:
+    text = str(resources)
+    assert "dynamodb:Scan" not in text
+    assert "dynamodb:*" not in text
+
+
+# ------------------------------------------------------------------------------------------------ events
+
+
+def test_schedule_reconciles_with_retries_and_a_dead_letter_queue(resources: dict[str, Any]) -> None:
+    (schedule,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
+    assert schedule["ScheduleExpression"] == {"Ref": "ReconcileRate"}
+    assert "Name" not in schedule  # generated: two stacks in one account do not collide
+    target = schedule["Target"]
+    assert target["Arn"] == {"Fn::GetAtt": ["ReconcileFunction", "Arn"]}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ReconcileDeadLetterQueue", "Arn"]}}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+
+
+def test_check_user_status_rule_on_the_bus(resources: dict[str, Any]) -> None:
+    (rule,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
+    assert rule["EventBusName"] == {"Ref": "EventBusName"}
+    assert rule["EventPattern"] == {"detail-type": ["CheckUserStatus"]}
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["ReconcileFunction", "Arn"]}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ReconcileDeadLetterQueue", "Arn"]}}
+    queue_policy = resources["ReconcileDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert queue_policy["Condition"]["ArnEquals"]["aws:SourceArn"] == {
+        "Fn::GetAtt": ["ReconcileFunctionCheckUserStatus", "Arn"]
+    }
+
+
+def test_asynchronous_invocations_have_an_on_failure_destination(resources: dict[str, Any]) -> None:
+    (config,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventInvokeConfig"]
+    assert config["FunctionName"] == {"Ref": "ReconcileFunction"}
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["AsyncFailureQueue", "Arn"]}
+
+
+def test_stream_publishes_status_changes(resources: dict[str, Any]) -> None:
+    (mapping,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert mapping["FunctionName"] == {"Ref": "PublishStatusFunction"}
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["UsersTable", "StreamArn"]}
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]  # publish_status reports the first failure
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["StreamFailureQueue", "Arn"]}
+    (pattern,) = [f["Pattern"] for f in mapping["FilterCriteria"]["Filters"]]
+    assert '"eventName": ["INSERT", "MODIFY"]' in pattern
+
+
+def test_alarms_on_errors_throttles_and_dead_letters(resources: dict[str, Any]) -> None:
+    alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    lambda_alarms = {
+        (a["MetricName"], a["Dimensions"][0]["Value"]["Ref"]) for a in alarms if a["Namespace"] == "AWS/Lambda"
+    }
+    assert lambda_alarms == {(metric, f) for metric in ("Errors", "Throttles") for f in FUNCTIONS}
+    queues = {
+        a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in alarms
+        if a["Namespace"] == "AWS/SQS" and a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    }
+    assert queues == {name for name, r in resources.items() if r["Type"] == "AWS::SQS::Queue"}
+    for alarm in alarms:
+        assert alarm["AlarmActions"] == {
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
+
+
+# ------------------------------------------------------------------------------------------------ samconfig
+
+
+def test_samconfig_environments_use_the_protocol_base_urls() -> None:
+    from htouhui.client import ENVIRONMENTS
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text(encoding="utf-8"))
+    template_parameters = load_template()["Parameters"]
+    for environment in ("uat", "stage", "prod"):
+        deploy = config[environment]["deploy"]["parameters"]
+        overrides = deploy["parameter_overrides"]
+        pairs = dict(item.split("=", 1) for item in (overrides if isinstance(overrides, list) else overrides.split()))
+        assert pairs["Environment"] == environment
+        assert pairs["HtouhuiBaseUrl"] == ENVIRONMENTS[environment]
+        assert set(pairs) <= set(template_parameters)
+        assert deploy["stack_name"].endswith(environment)
+        assert "CAPABILITY_IAM" in deploy["capabilities"]
+    assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
