@@ -1,0 +1,91 @@
+"""Reconciliation against the Htouhui sandbox over real HTTP and a moto DynamoDB server.
+
+A user finished onboarding at Htouhui but every notification was lost: the scheduled reconciliation
+finds the user through the unfinished index, asks the sandbox's query interface and stores the truth.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from conftest import TEST_KEYS
+from htouhui_dynamo import create_tables, dynamodb_client, moto_dynamodb
+from sandbox_helpers import PARTNER_ID, RunningSandbox, valid_id_card
+
+from htouhui.client import HtouhuiClient
+from htouhui.config import Settings
+from htouhui.models import OpenAccountBody, RegisterBody
+from htouhui.onboarding import Onboarding
+from htouhui.store import UserStore
+
+pytest_plugins = ["sandbox_fixtures"]
+
+API = "http://127.0.0.1:9"  # our own API's address: only put into the form, never called here
+
+
+@pytest.fixture
+def onboarding(start_sandbox: Callable[..., RunningSandbox]) -> Iterator[tuple[Onboarding, RunningSandbox]]:
+    sandbox = start_sandbox(time_scale=0.001)
+    settings = Settings.from_env(
+        {
+            "HTOUHUI_PARTNER_ID": PARTNER_ID,
+            "HTOUHUI_BASE_URL": sandbox.url,
+            "MERCHANT_PRIVATE_KEY": f"file:{TEST_KEYS / 'merchant_private.pem'}",
+            "HTOUHUI_PUBLIC_KEY": f"file:{TEST_KEYS / 'htouhui_public.pem'}",
+            "PUBLIC_BASE_URL": API,
+            "HTOUHUI_MAX_ATTEMPTS": "1",
+        }
+    )
+
+    def factory() -> HtouhuiClient:
+        keys = settings.keys()
+        return HtouhuiClient(settings.client, keys.merchant_private, keys.htouhui_public)
+
+    with moto_dynamodb() as endpoint:
+        client: Any = dynamodb_client(endpoint)
+        suffix = uuid.uuid4().hex[:8]
+        create_tables(client, f"users-{suffix}", f"notifications-{suffix}")
+        store = UserStore(f"users-{suffix}", f"notifications-{suffix}", dynamodb=client)
+        yield Onboarding(settings, store, factory), sandbox
+
+
+def seed(sandbox: RunningSandbox, **user: Any) -> None:
+    answer = httpx.post(sandbox.url + "/_sandbox/users", json=user)
+    assert answer.status_code == 201, answer.text
+
+
+def test_dropped_notifications_are_recovered_by_reconciliation(
+    onboarding: tuple[Onboarding, RunningSandbox],
+) -> None:
+    service, sandbox = onboarding
+    id_cards = {name: valid_id_card(f"1101051949123{number:03d}1") for number, name in enumerate("abcd")}
+    for number, name in enumerate("abcd"):
+        view, created = service.register(RegisterBody(third_party_user_id=name, mobile=f"1380013800{number}"))
+        assert created and view.stage == "REGISTERED"
+        service.open_account(
+            name,
+            OpenAccountBody(id_card=id_cards[name], real_name="张三"),
+            notify_url=API + "/htouhui/notify",
+            default_return_url=API + "/htouhui/return",
+            own_host="127.0.0.1",
+        )
+    service.register(RegisterBody(third_party_user_id="e", mobile="13800138009"))  # never opened: skipped
+    # At Htouhui: a completed everything, b opened the account, c set the password; d has not started.
+    seed(sandbox, third_party_user_id="a", status=3, id_card=id_cards["a"])
+    seed(sandbox, third_party_user_id="b", status=1, id_card=id_cards["b"])
+    seed(sandbox, third_party_user_id="c", status=2, id_card=id_cards["c"])
+
+    report = service.reconcile_unfinished(2, page_size=2)
+
+    assert (report.checked, report.changed, report.failed, report.skipped) == (4, 3, 0, 1)
+    a = service.view("a")
+    assert a.status == 3 and a.stage == "COMPLETED" and a.ready_for_debt_matching
+    assert service.view("b").stage == "ACCOUNT_OPENED" and service.view("c").stage == "PASSWORD_SET"
+    assert service.view("d").stage == "OPEN_REQUESTED"
+    assert sorted(record.third_party_user_id for record in service.store.unfinished()) == ["b", "c", "d", "e"]
+    again = service.reconcile_unfinished(2)
+    assert (again.checked, again.changed) == (3, 0)
