@@ -1,0 +1,22 @@
+"""`mypy layers/common/htouhui` (strict, per pyproject.toml) stays clean, whether or not `make` runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+
+def test_the_layer_is_clean_under_mypy_strict() -> None:
+    pytest.importorskip("mypy")
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "layers/common/htouhui"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
