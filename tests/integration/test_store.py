@@ -344,3 +344,32 @@ def test_lazy_client_honours_the_endpoint_environment(endpoint: str, tables: tup
     store = UserStore(*tables)
     assert store.get("nobody") is None
     assert store.client().meta.endpoint_url == endpoint
+
+
+def test_the_stream_yields_one_event_per_status_change(store: UserStore, endpoint: str) -> None:
+    import boto3
+
+    from htouhui.status_events import status_change
+
+    register(store, "s1")
+    store.mark_open_requested("s1", ID_CARD, NOW)
+    store.apply_status(notify("s1", 1, "e1", bank_card_number="6222000011112222"))
+    store.apply_status(notify("s1", 1, "e1"))  # duplicate
+    store.apply_status(notify("s1", 3, "e3"))
+    store.apply_status(notify("s1", 2, "e2"))  # stale
+    store.apply_status(notify("s1", 3, None, borrower="1"))  # stale, fills the borrower flag
+
+    streams = boto3.client("dynamodbstreams", endpoint_url=endpoint, region_name="us-east-1")
+    arn = store.client().describe_table(TableName=store.users_table)["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    records = streams.get_records(ShardIterator=iterator["ShardIterator"])["Records"]
+    details = [detail for record in records if (detail := status_change(record)) is not None]
+    assert [(detail["old_status"], detail["new_status"]) for detail in details] == [(None, 1), (1, 3)]
+    assert details[-1] == {
+        "third_party_user_id": "s1",
+        "htouhui_user_id": "10001",
+        "old_status": 1,
+        "new_status": 3,
+        "ready_for_debt_matching": True,
+    }
