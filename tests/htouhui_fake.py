@@ -135,7 +135,9 @@ class FakeHtouhui:
             extra["bank_card_number"] = known.bank_card_number
         return self._answer(fields, "0000", "ok", extra)
 
-    def _answer(self, request: dict[str, str], code: str, message: str, extra: dict[str, str] | None = None) -> Any:
+    def _answer(
+        self, request: dict[str, str], code: str, message: str, extra: dict[str, str] | None = None
+    ) -> httpx.Response:
         body = {
             "code": code,
             "message": message,
