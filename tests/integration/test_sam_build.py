@@ -68,12 +68,13 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, floa
             str(build_dir),
             "--cache-dir",
             str(cache_dir),
+            "--no-cached",
         ],
         capture_output=True,
         text=True,
         timeout=600,
         env=env,
-        cwd=ROOT,
+        cwd=build_dir.parent,  # sam's scratch folders (.aws-sam/deps) land there, not in the work tree
     )
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
