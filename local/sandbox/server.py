@@ -265,7 +265,7 @@ class Sandbox:
     def _api(self, interface: str, body: bytes, business: Callable[[dict[str, str]], dict[str, str]]) -> Answer:
         fault = self.faults.take(interface)
         if fault is not None:
-            early = self._before(fault, interface)
+            early = self._before(fault, interface, body)
             if early is not None:
                 return early
         answer = self._api_answer(interface, body, business)
@@ -344,7 +344,7 @@ class Sandbox:
 
     # --- faults ----------------------------------------------------------------------------------
 
-    def _before(self, fault: InterfaceFault, interface: str) -> Answer | None:
+    def _before(self, fault: InterfaceFault, interface: str, body: bytes) -> Answer | None:
         if fault.latency_ms:
             self.stopping.wait(fault.latency_ms / 1000)
         if fault.timeout:
@@ -355,7 +355,7 @@ class Sandbox:
         if fault.busy:
             if interface == "openAccount":
                 return _html(503, error_page("9999", MESSAGES["9999"]), "9999")
-            return self._json_answer(None, "9999", MESSAGES["9999"], {})
+            return self._json_answer(_request_no_of(body), "9999", MESSAGES["9999"], {})
         return None
 
     def _after(self, fault: InterfaceFault, answer: Answer) -> Answer:
@@ -378,7 +378,7 @@ class Sandbox:
     def _open_account(self, body: bytes) -> Answer:
         fault = self.faults.take("openAccount")
         if fault is not None:
-            early = self._before(fault, "openAccount")
+            early = self._before(fault, "openAccount", body)
             if early is not None:
                 return early
         try:
@@ -689,6 +689,16 @@ def _status(value: Any, name: str) -> int:
     if isinstance(value, bool) or text not in ("0", "1", "2", "3"):
         raise _ControlError(400, f"{name}: one of 0, 1, 2, 3")
     return int(text)
+
+
+def _request_no_of(body: bytes) -> str | None:
+    """The request_no of a JSON request, for echoing in an answer given before reading it properly."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    value = data.get("request_no") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and protocol.REQUEST_NO_PATTERN.fullmatch(value) else None
 
 
 def _free_mobile(user_id: str, taken: dict[str, str]) -> str:
