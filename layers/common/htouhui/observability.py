@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -147,6 +148,9 @@ class MaskingFilter(logging.Filter):
 
 
 MASKING_FILTER: Final = MaskingFilter()
+
+# A request that counted nothing is normal here (a query, a refused request): not worth a warning line.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 logger = Logger(service=SERVICE, logger_formatter=MaskingFormatter(utc=True))
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
