@@ -409,6 +409,22 @@ def test_a_signed_success_that_breaks_the_model_names_the_field_not_the_value(
     assert "6222020200112233445" not in str(caught.value) and "7" not in str(caught.value).split(":")[-1]
 
 
+@pytest.mark.parametrize("code", [None, "", "0", "00000", "OK", "０００１"])
+def test_a_signed_answer_without_a_result_code_is_a_protocol_error(
+    code: str | None,
+    fake: FakeHtouhui,
+    make_client: Callable[..., HtouhuiClient],
+    htouhui_private_key: protocol.PrivateKey,
+) -> None:
+    def answer(body: dict[str, str]) -> dict[str, str]:
+        fields: dict[str, str | None] = {**fake.echo(body, message="?", htouhui_user_id="1"), "code": code}
+        return protocol.signed(fields, htouhui_private_key)
+
+    fake.script = [fake.custom(answer)]
+    with pytest.raises(HtouhuiProtocolError, match="result code"):
+        make_client().register(REGISTER)
+
+
 def test_a_success_without_htouhui_user_id_is_a_protocol_error(
     fake: FakeHtouhui, make_client: Callable[..., HtouhuiClient]
 ) -> None:

@@ -177,6 +177,8 @@ class HtouhuiClient:
             if body.get(echoed) != sent[echoed]:
                 raise HtouhuiProtocolError(f"Htouhui's answer does not echo our {echoed}")
         code = body.get("code", "")
+        if not (len(code) == 4 and code.isascii() and code.isdigit()):
+            raise HtouhuiProtocolError("Htouhui's answer has no four-digit result code")
         if code == BUSY_CODE:
             raise HtouhuiBusy("Htouhui is busy (9999)", code=code)
         if code != protocol.SUCCESS:
