@@ -38,12 +38,25 @@ def check_user(event: dict[str, Any]) -> dict[str, Any]:
     return {"result": "checked", "third_party_user_id": third_party_user_id, "status": view.status}
 
 
-def reconcile_unfinished() -> dict[str, Any]:
-    report = runtime.onboarding().reconcile_unfinished(runtime.settings().reconcile_concurrency)
+# Stop queuing users when less than this much of the invocation's time is left (the run ends cleanly).
+SAFETY_MILLISECONDS = 15_000
+
+
+def reconcile_unfinished(context: LambdaContext) -> dict[str, Any]:
+    report = runtime.onboarding().reconcile_unfinished(
+        runtime.settings().reconcile_concurrency,
+        should_stop=lambda: context.get_remaining_time_in_millis() < SAFETY_MILLISECONDS,
+    )
     count(USERS_RECONCILED, report.checked)
     if report.failed:
         count(RECONCILE_FAILURES, report.failed)
-    result = {"result": "reconciled", "checked": report.checked, "changed": report.changed, "failed": report.failed}
+    result = {
+        "result": "reconciled",
+        "checked": report.checked,
+        "changed": report.changed,
+        "failed": report.failed,
+        "skipped": report.skipped,
+    }
     logger.info("reconciliation finished", extra=result)
     return result
 
@@ -54,4 +67,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.remove_keys(["third_party_user_id"])
     if isinstance(event, dict) and event.get("detail-type") == CHECK_USER_STATUS:
         return check_user(event)
-    return reconcile_unfinished()
+    return reconcile_unfinished(context)
