@@ -609,6 +609,10 @@ def test_samconfig_environments_use_the_protocol_base_urls() -> None:
         assert pairs["Environment"] == environment
         assert pairs["HtouhuiBaseUrl"] == ENVIRONMENTS[environment]
         assert set(pairs) <= set(template_parameters)
+        # the placeholder cannot be deployed by mistake: the template's pattern rejects it
+        pattern = template_parameters["PartnerId"]["AllowedPattern"]
+        assert re.fullmatch(pattern, PARTNER_ID)
+        assert not re.fullmatch(pattern, pairs["PartnerId"]), "replace the PartnerId placeholder check"
         assert deploy["stack_name"].endswith(environment)
         assert "CAPABILITY_IAM" in deploy["capabilities"]
     assert config["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
