@@ -48,6 +48,9 @@ integration: $(STAMP) ## integration tests only
 e2e: $(STAMP) ## end-to-end tests only
 	$(PY) -m pytest tests/e2e
 
+sandbox: $(STAMP) ## the Htouhui sandbox alone on http://127.0.0.1:3100 (SANDBOX_PORT, SANDBOX_TIME_SCALE, HTOUHUI_PARTNER_ID)
+	PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m sandbox serve
+
 openapi: $(STAMP) ## regenerate openapi.json (the merchant routes) from the handlers
 	$(PY) scripts/gen-openapi
 
