@@ -16,6 +16,9 @@ from lambda_loader import http_event, json_body
 
 from htouhui import protocol
 
+# Powertools warns when an invocation counted nothing: normal here.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
 MOBILE = "13812349999"
 ID_CARD = valid_id_card("11010119800101001")
 OTHER_ID_CARD = valid_id_card("11010119800101002")

@@ -23,6 +23,9 @@ from lambda_loader import header, json_body, load_event
 
 from htouhui import observability
 
+# Powertools warns when an invocation counted nothing: normal here.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
 MOBILE = "13912345678"
 PASSWORD = "Pw-0123456789"
 REAL_NAME = "王小明"

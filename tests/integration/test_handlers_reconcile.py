@@ -16,6 +16,9 @@ from handler_harness import *  # noqa: F403
 from handler_harness import Stack, valid_id_card
 from lambda_loader import FakeContext, json_body, load_event, load_function
 
+# Powertools warns when an invocation counted nothing: normal here.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
+
 ID_CARD = valid_id_card("31010419870605002")
 
 
