@@ -149,7 +149,7 @@ def error_for(exc: Exception) -> ApiError:
 
 
 def _is_response(error: Any) -> bool:
-    location = error.get("loc", ()) if isinstance(error, dict) else ()
+    location: tuple[Any, ...] = tuple(error.get("loc", ())) if isinstance(error, dict) else ()
     return bool(location) and location[0] == "response"
 
 
