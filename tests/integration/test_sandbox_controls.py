@@ -239,3 +239,19 @@ def test_cli_serve_makes_keys_and_prints_what_it_serves(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_keys_use_the_merchants_existing_pair_and_keep_only_its_public_half(
+    tmp_path: Path, merchant_private_key: protocol.PrivateKey
+) -> None:
+    from sandbox.keys import load_or_make_keys
+
+    (tmp_path / "merchant_private.pem").write_bytes(protocol.private_pem(merchant_private_key))
+    keys = load_or_make_keys(tmp_path)
+    assert protocol.fingerprint(keys.merchant_public) == protocol.fingerprint(merchant_private_key)
+    assert (tmp_path / "merchant_public.pem").exists() and (tmp_path / "htouhui_public.pem").exists()
+    private_keys = [value for value in vars(keys).values() if isinstance(value, type(merchant_private_key))]
+    assert private_keys == [keys.htouhui_private]  # the merchant's private key is not kept
+    again = load_or_make_keys(tmp_path)  # a second run makes nothing new
+    assert protocol.fingerprint(again.htouhui_private) == protocol.fingerprint(keys.htouhui_private)
+    assert again.notes == []

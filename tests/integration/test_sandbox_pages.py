@@ -248,3 +248,32 @@ def test_step_urls_carry_only_an_opaque_token(
     assert stale.status_code == 409 and 'data-step="open"' in stale.text
     unknown = httpx.post(sandbox.url + "/openapi/user/openAccount/step/nope", data={"outcome": "success"})
     assert unknown.status_code == 404
+
+
+def test_the_layers_open_account_page_is_accepted(
+    sandbox: RunningSandbox,
+    client: HtouhuiClient,
+    receiver: Receiver,
+    merchant_private_key: protocol.PrivateKey,
+    htouhui_public_key: protocol.PublicKey,
+) -> None:
+    from htouhui.models import OpenAccountForm
+    from htouhui.page import build_open_account_page
+
+    user_id = register(client)
+    form = OpenAccountForm(
+        htouhui_user_id=user_id,
+        id_card=valid_id_card(),
+        real_name="张三",
+        type="0",
+        third_party_user_id="alice",
+        notify_url=receiver.url,
+        return_url="http://127.0.0.1:9/htouhui/return?from=sandbox",
+    )
+    page = build_open_account_page(
+        form, partner_id="P2026000001", action=sandbox.url + OPEN_ACCOUNT, merchant_key=merchant_private_key
+    )
+    assert page.method == "POST" and page.action == sandbox.url + OPEN_ACCOUNT
+    _, location = walk(sandbox.url, httpx.post(page.action, data=page.fields), ["success"] * 3)
+    assert returned(location, htouhui_public_key).status == "3"
+    assert notification(receiver, htouhui_public_key).status == "3"
