@@ -12,7 +12,6 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 

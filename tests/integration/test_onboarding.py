@@ -428,3 +428,28 @@ def test_reconciliation_stops_when_told(onboarding: Onboarding, fake: FakeHtouhu
         opened(onboarding, f"s{number}", f"1380013801{number}")
     report = onboarding.reconcile_unfinished(2, should_stop=lambda: True)
     assert report.checked == 0 and fake.calls["query"] == 0
+
+
+def test_reconciliation_checks_each_user_once_while_the_index_moves(
+    onboarding: Onboarding, fake: FakeHtouhui, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for number in range(3):
+        opened(onboarding, f"m{number}", f"1380013802{number}")
+        fake.set_status(f"m{number}", 1 + number, id_card=ID_CARD)
+        clock.advance(1)
+    # Every update moves the user to the end of the index (range key updated_at): with the clock moving
+    # on, a run that pages one user at a time would meet each updated user again without its cut-off.
+    ticking = clock.__call__
+
+    def tick() -> datetime:
+        clock.advance(0.01)
+        return ticking()
+
+    onboarding._clock = tick
+    report = onboarding.reconcile_unfinished(1, page_size=1)
+    assert (report.checked, report.changed) == (3, 3) and fake.calls["query"] == 3
+
+    # And should the index hand a user over twice within the same instant, it is still checked once.
+    original = onboarding.store.unfinished
+    monkeypatch.setattr(onboarding.store, "unfinished", lambda *a, **k: iter([*original(), *original()]))
+    assert onboarding.reconcile_unfinished(2).checked == 2  # m0 and m1 (m2 completed)

@@ -373,3 +373,12 @@ def test_the_stream_yields_one_event_per_status_change(store: UserStore, endpoin
         "new_status": 3,
         "ready_for_debt_matching": True,
     }
+
+
+def test_unfinished_can_stop_at_a_cut_off(store: UserStore) -> None:
+    register(store, "early")
+    register(store, "late")
+    store.apply_status(notify("late", 1, None, received_at=NOW + timedelta(seconds=5)))
+    assert [record.third_party_user_id for record in store.unfinished()] == ["early", "late"]
+    found = [record.third_party_user_id for record in store.unfinished(updated_until=NOW + timedelta(seconds=1))]
+    assert found == ["early"]

@@ -297,7 +297,8 @@ class Onboarding:
         """Ask Htouhui about every unfinished user (through the sparse index), `concurrency` at a time.
 
         At most 2 x `concurrency` checks are queued at once, so a large index is never turned into
-        thousands of pending futures. One user's failure is counted and the run goes on.
+        thousands of pending futures. One user's failure is counted and the run goes on. Users updated
+        after the run started (a notification arrived meanwhile) are left to the next run.
         `should_stop` (e.g. "less than 10 s of Lambda time left") ends the run early and cleanly.
         """
         workers = max(1, concurrency)
@@ -312,11 +313,16 @@ class Onboarding:
                 except Exception:
                     counts["failed"] += 1
 
+        seen: set[str] = set()  # a user updated during the run moves to the end of the index: check it once
+        started = self._clock()
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
             try:
-                for record in self.store.unfinished(page_size):
+                for record in self.store.unfinished(page_size, updated_until=started):
                     if should_stop is not None and should_stop():
                         break
+                    if record.third_party_user_id in seen:
+                        continue
+                    seen.add(record.third_party_user_id)
                     if not record.id_card or not record.htouhui_user_id:
                         counts["skipped"] += 1
                         continue

@@ -203,8 +203,13 @@ class UserStore:
         item = answer.get("Item")
         return UserRecord.from_item(item) if item else None
 
-    def unfinished(self, page_size: int = 100) -> Iterator[UserRecord]:
-        """Registered users whose status is below 3, oldest update first, through the sparse index."""
+    def unfinished(self, page_size: int = 100, *, updated_until: datetime | None = None) -> Iterator[UserRecord]:
+        """Registered users whose status is below 3, oldest update first, through the sparse index.
+
+        An update moves a user to the end of the index (its range key is `updated_at`), so a caller that
+        updates users while paging should pass `updated_until` (the time it started) and still expect
+        to meet a user twice if it was updated within that instant.
+        """
         request: dict[str, Any] = {
             "TableName": self.users_table,
             "IndexName": UNFINISHED_INDEX,
@@ -212,6 +217,9 @@ class UserStore:
             "ExpressionAttributeValues": {":pending": {"S": PENDING}},
             "Limit": page_size,
         }
+        if updated_until is not None:
+            request["KeyConditionExpression"] += " AND updated_at <= :until"
+            request["ExpressionAttributeValues"][":until"] = {"S": iso_utc(updated_until)}
         while True:
             answer = self._call("query", **request)
             for item in answer.get("Items", []):
