@@ -151,9 +151,7 @@ class Sandbox:
         if self._running is not None:
             raise RuntimeError("this sandbox is already serving")
         handler = type("SandboxHandler", (_Handler,), {"sandbox": self})
-        httpd = ThreadingHTTPServer((host, port), handler)
-        httpd.daemon_threads = True
-        httpd.block_on_close = False
+        httpd = _Server((host, port), handler)
         self.stopping.clear()
         self.deliverer.start()
         thread = threading.Thread(
@@ -727,6 +725,12 @@ def _append_query(url: str, fields: dict[str, str]) -> str:
     extra = urlencode(fields)
     query = f"{parts.query}&{extra}" if parts.query else extra
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128  # a reconciler's burst of queries must not overflow the listen backlog
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -218,3 +218,24 @@ def test_answers_echo_request_no_and_partner(
     assert body["partner_id"] == PARTNER_ID and body["request_no"] == fields["request_no"]
     assert len(body["timestamp"]) == 14
     assert json.loads(json.dumps(body)) == body
+
+
+def test_concurrent_queries_are_all_answered(
+    sandbox: RunningSandbox, merchant_private_key: protocol.PrivateKey, htouhui_public_key: protocol.PublicKey
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sandbox_helpers import make_client
+
+    users = [{"third_party_user_id": f"c-{n}", "status": 2, "id_card": valid_id_card()} for n in range(64)]
+    httpx.post(sandbox.url + "/_sandbox/users", json={"users": users}).raise_for_status()
+
+    def ask(number: int) -> str:
+        with_client = make_client(sandbox.url, merchant_private_key, htouhui_public_key)
+        try:
+            return with_client.query(QueryRequest(id_card=valid_id_card(), third_party_user_id=f"c-{number}")).status
+        finally:
+            with_client.close()
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        assert list(pool.map(ask, range(64))) == ["2"] * 64
