@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
@@ -44,6 +45,8 @@ from htouhui.observability import logger
 
 JSON: Final = "application/json; charset=utf-8"
 HTML: Final = "text/html; charset=utf-8"
+# Our JSON bodies are a few hundred bytes; anything far larger is refused before it is parsed.
+MAX_JSON_BODY_BYTES: Final = 16 * 1024
 NOTIFY_PATH: Final = "/htouhui/notify"
 RETURN_PATH: Final = "/htouhui/return"
 
@@ -244,12 +247,71 @@ def map_exception(app: APIGatewayHttpResolver, exc: Exception) -> Response[Any]:
     return error_response(error, request_id(app))
 
 
+# --- the request body: JSON only, small, UTF-8, unambiguous ---------------------------------------------
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names):
+        raise _DuplicateKey("a key appears more than once")
+    return dict(pairs)
+
+
+def strict_json_loads(text: str) -> Any:
+    """json.loads that refuses repeated keys, and turns every way of failing into a JSONDecodeError.
+
+    Deep nesting (RecursionError) and integers of thousands of digits (ValueError) would otherwise escape
+    as a 500; a repeated key would silently keep its last value (which did the caller mean?).
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_unique_object)
+    except json.JSONDecodeError:
+        raise
+    except _DuplicateKey as exc:
+        raise json.JSONDecodeError(str(exc), text, 0) from None
+    except (RecursionError, ValueError) as exc:
+        raise json.JSONDecodeError(f"unreadable JSON: {type(exc).__name__}", text, 0) from None
+
+
+def _body_error(reason: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "body_refused", "loc": ("body",), "msg": reason, "input": {}}])
+
+
+class StrictBodyValidation(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, reading the body only as API.md allows: `application/json` (or no
+    Content-Type), at most MAX_JSON_BODY_BYTES, UTF-8. Powertools would also read form and multipart bodies
+    into the JSON models; a Content-Type that is not JSON is refused instead."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # Powertools leaves it untyped
+
+    def _get_body(self, app: Any) -> dict[str, Any]:
+        content_type = str(app.current_event.headers.get("content-type", "") or "")
+        media_type = content_type.split(";")[0].strip().lower()
+        if media_type not in ("", "application/json"):
+            raise RequestUnsupportedContentType("Unsupported content type", errors=[])
+        raw = app.current_event.body or ""
+        if len(raw) > MAX_JSON_BODY_BYTES * 4 // 3 + 4:  # also bounds a base64-encoded body
+            raise _body_error("body too large")
+        text = app.current_event.decoded_body or ""
+        if len(text.encode("utf-8", errors="surrogatepass")) > MAX_JSON_BODY_BYTES:
+            raise _body_error("body too large")
+        return self._parse_json_data(app)
+
+
 def create_resolver(*, enable_validation: bool = True) -> APIGatewayHttpResolver:
     """The resolver every HTTP function uses, with the one error mapper installed."""
     app = APIGatewayHttpResolver(
         enable_validation=enable_validation,
         response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR if enable_validation else None,
+        json_body_deserializer=strict_json_loads,
     )
+    if enable_validation:
+        app._request_validation_middleware = StrictBodyValidation()
 
     @app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # Powertools leaves it untyped
     def _any(exc: Exception) -> Response[Any]:
