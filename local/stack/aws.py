@@ -1,0 +1,338 @@
+"""The AWS side, emulated by moto's server: the tables, their streams feeding functions, the event bus and its rules.
+
+Tables are created from the template's `AWS::DynamoDB::Table` properties (what DynamoDB itself needs: keys,
+attribute definitions, indexes, stream, billing mode, TTL); encryption, point-in-time recovery and deletion
+protection are account features with no local meaning and are left out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from stack import patterns
+from stack.lambdas import FunctionPool, InvocationFailure
+from stack.template import ACCOUNT_ID, REGION, RuleSource, StreamSource, Table
+
+log = logging.getLogger("stack")
+
+_TABLE_KEYS = ("TableName", "KeySchema", "AttributeDefinitions", "BillingMode", "ProvisionedThroughput")
+_INDEX_KEYS = ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput")
+
+
+def client(service: str, endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106 - moto's dummy credentials
+    )
+
+
+def create_table_request(table: Table) -> dict[str, Any]:
+    """The boto3 `create_table` arguments for a template table."""
+    properties = table.properties
+    request: dict[str, Any] = {key: properties[key] for key in _TABLE_KEYS if key in properties}
+    request["TableName"] = table.name
+    on_demand = request.get("BillingMode") == "PAY_PER_REQUEST"
+    if on_demand:
+        request.pop("ProvisionedThroughput", None)
+    elif "ProvisionedThroughput" not in request:
+        request["BillingMode"] = "PAY_PER_REQUEST"
+        on_demand = True
+    for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        indexes = []
+        for index in properties.get(kind) or []:
+            item = {key: index[key] for key in _INDEX_KEYS if key in index}
+            if on_demand or kind == "LocalSecondaryIndexes":
+                item.pop("ProvisionedThroughput", None)
+            indexes.append(item)
+        if indexes:
+            request[kind] = indexes
+    stream = properties.get("StreamSpecification")
+    if stream and stream.get("StreamViewType"):
+        request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
+    return request
+
+
+def create_tables(endpoint: str, tables: dict[str, Table]) -> dict[str, dict[str, Any]]:
+    """Create every table; returns logical id -> moto's TableDescription."""
+    dynamodb = client("dynamodb", endpoint)
+    created: dict[str, dict[str, Any]] = {}
+    for logical, table in tables.items():
+        description = dynamodb.create_table(**create_table_request(table))["TableDescription"]
+        ttl = table.properties.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb.update_time_to_live(
+                TableName=table.name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+            )
+        created[logical] = description
+    return created
+
+
+def stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
+    """A record from GetRecords as Lambda hands it to a function (epoch seconds, eventSourceARN, version 1.1)."""
+    dynamodb = dict(record["dynamodb"])
+    created = dynamodb.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        dynamodb["ApproximateCreationDateTime"] = int(created.timestamp())
+    return {
+        "eventID": record.get("eventID") or uuid.uuid4().hex,
+        "eventName": record["eventName"],
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": record.get("awsRegion") or REGION,
+        "dynamodb": dynamodb,
+        "eventSourceARN": stream_arn,
+    }
+
+
+class StreamPoller:
+    """Lambda's event source mapping for a DynamoDB stream: polls each shard, invokes in order, retries failures."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        source: StreamSource,
+        stream_arn: str,
+        pool: FunctionPool,
+        stop: threading.Event,
+        *,
+        interval: float = 0.25,
+        on_invoke: Callable[[str, int, str], None] | None = None,
+    ) -> None:
+        self.streams = client("dynamodbstreams", endpoint)
+        self.source = source
+        self.stream_arn = stream_arn
+        self.pool = pool
+        self.stop = stop
+        self.interval = interval
+        self.on_invoke = on_invoke or (lambda _name, _count, _outcome: None)
+        self.iterators: dict[str, str] = {}
+        self.pending: dict[str, list[dict[str, Any]]] = {}
+        self.delivered = 0
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run, name=f"stream-{self.source.function}", daemon=True)
+        thread.start()
+        return thread
+
+    def _refresh_shards(self) -> None:
+        shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"].get("Shards", [])
+        position = "TRIM_HORIZON" if self.source.starting_position == "TRIM_HORIZON" else "LATEST"
+        for shard in shards:
+            shard_id = shard["ShardId"]
+            if shard_id not in self.iterators:
+                self.iterators[shard_id] = self.streams.get_shard_iterator(
+                    StreamArn=self.stream_arn, ShardId=shard_id, ShardIteratorType=position
+                )["ShardIterator"]
+                self.pending[shard_id] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.poll_once()
+            except Exception as exc:
+                if self.stop.is_set():
+                    return
+                log.warning("stream %s: %s", self.source.function, type(exc).__name__)
+            self.stop.wait(self.interval)
+
+    def poll_once(self) -> None:
+        self._refresh_shards()
+        for shard_id, iterator in list(self.iterators.items()):
+            answer = self.streams.get_records(ShardIterator=iterator, Limit=1000)
+            if answer.get("NextShardIterator"):
+                self.iterators[shard_id] = answer["NextShardIterator"]
+            records = [stream_record(record, self.stream_arn) for record in answer.get("Records", [])]
+            if self.source.filters:
+                records = [
+                    record
+                    for record in records
+                    if any(patterns.matches(pattern, record) for pattern in self.source.filters)
+                ]
+            self.pending[shard_id].extend(records)
+            self._deliver(shard_id)
+
+    def _deliver(self, shard_id: str) -> None:
+        queue = self.pending[shard_id]
+        attempts = 0
+        while queue and not self.stop.is_set():
+            batch = queue[: self.source.batch_size]
+            try:
+                result = self.pool.invoke({"Records": batch})
+            except InvocationFailure as failure:
+                attempts += 1
+                self.on_invoke(self.source.function, len(batch), f"failed ({failure.error_type})")
+                if 0 <= self.source.maximum_retry_attempts < attempts:
+                    del queue[: len(batch)]  # dropped, as Lambda does after the last retry
+                    attempts = 0
+                    continue
+                self.stop.wait(min(30.0, 0.5 * 2**attempts))
+                continue
+            failed = _first_failure(result, batch) if self.source.report_batch_item_failures else None
+            if failed is None:
+                del queue[: len(batch)]
+                self.delivered += len(batch)
+                attempts = 0
+                self.on_invoke(self.source.function, len(batch), "ok")
+            else:
+                attempts += 1
+                self.delivered += failed
+                del queue[:failed]
+                self.on_invoke(self.source.function, len(batch), f"partial failure at {failed}")
+                if 0 <= self.source.maximum_retry_attempts < attempts:
+                    del queue[:1]
+                    attempts = 0
+                    continue
+                self.stop.wait(min(30.0, 0.5 * 2**attempts))
+
+
+def _first_failure(result: Any, batch: list[dict[str, Any]]) -> int | None:
+    """Index of the first failed record per ReportBatchItemFailures, or None when the batch succeeded."""
+    if not isinstance(result, dict):
+        return None
+    failures = result.get("batchItemFailures") or []
+    sequence = [record["dynamodb"].get("SequenceNumber") for record in batch]
+    indexes = [
+        sequence.index(item.get("itemIdentifier")) for item in failures if item.get("itemIdentifier") in sequence
+    ]
+    if failures and not indexes:
+        return 0  # an identifier Lambda does not know: the whole batch is retried
+    return min(indexes) if indexes else None
+
+
+class EventBus:
+    """The template's buses and rules on moto's EventBridge; each rule's matches reach its function via a queue."""
+
+    def __init__(self, endpoint: str, stop: threading.Event, *, on_event: Callable[[str, str, str], None]) -> None:
+        self.events = client("events", endpoint)
+        self.sqs = client("sqs", endpoint)
+        self.stop = stop
+        self.on_event = on_event
+        self.buses: set[str] = {"default"}
+
+    def ensure_bus(self, name: str | None) -> str:
+        name = name or "default"
+        if name.startswith("arn:"):
+            name = name.rsplit("/", 1)[-1]
+        if name not in self.buses:
+            self.events.create_event_bus(Name=name)
+            self.buses.add(name)
+        return name
+
+    def _queue(self, name: str) -> tuple[str, str]:
+        url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return url, arn
+
+    def add_rule(self, rule: RuleSource, pool: FunctionPool) -> None:
+        bus = self.ensure_bus(rule.bus)
+        name = f"local-{rule.function}-{rule.event}"[:64]
+        url, arn = self._queue(name)
+        self.events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(rule.pattern))
+        self.events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "local", "Arn": arn}])
+        threading.Thread(target=self._deliver, args=(url, rule, pool), name=name, daemon=True).start()
+
+    def observe(self, bus: str) -> None:
+        """Log every event put on `bus` (source and detail-type only: details may be personal)."""
+        bus = self.ensure_bus(bus)
+        name = f"local-observe-{bus}"[:64]
+        url, arn = self._queue(name)
+        self.events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps({"account": [{"prefix": ""}]}))
+        self.events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "local", "Arn": arn}])
+        threading.Thread(target=self._observe, args=(url, bus), name=name, daemon=True).start()
+
+    def _messages(self, url: str) -> list[dict[str, Any]]:
+        try:
+            found: list[dict[str, Any]] = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            ).get("Messages", [])
+        except Exception:
+            return []
+        for message in found:  # at-least-once is what EventBridge promises anyway: a failed delete is harmless
+            with contextlib.suppress(Exception):
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return found
+
+    def _observe(self, url: str, bus: str) -> None:
+        while not self.stop.is_set():
+            for message in self._messages(url):
+                event = json.loads(message["Body"])
+                self.on_event(bus, str(event.get("source")), str(event.get("detail-type")))
+            self.stop.wait(0.25)
+
+    def _deliver(self, url: str, rule: RuleSource, pool: FunctionPool) -> None:
+        while not self.stop.is_set():
+            for message in self._messages(url):
+                event = eventbridge_event(json.loads(message["Body"]))
+                payload = json.loads(rule.input) if rule.input else event
+                for attempt in range(3):  # an asynchronous invocation: the first try and two retries
+                    try:
+                        pool.invoke(payload)
+                        self.on_event(f"rule {rule.event}", rule.function, "ok")
+                        break
+                    except InvocationFailure as failure:
+                        self.on_event(f"rule {rule.event}", rule.function, f"failed ({failure.error_type})")
+                        if attempt < 2:
+                            self.stop.wait(1.0)
+            self.stop.wait(0.25)
+
+
+def eventbridge_event(body: dict[str, Any]) -> dict[str, Any]:
+    """moto's event as EventBridge delivers it to Lambda (every envelope field present)."""
+    return {
+        "version": body.get("version", "0"),
+        "id": body.get("id") or str(uuid.uuid4()),
+        "detail-type": body.get("detail-type"),
+        "source": body.get("source"),
+        "account": body.get("account") or ACCOUNT_ID,
+        "time": body.get("time") or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": body.get("region") or REGION,
+        "resources": body.get("resources") or [],
+        "detail": body.get("detail") if body.get("detail") is not None else {},
+    }
+
+
+def scheduled_event(kind: str, name: str, now: datetime | None = None) -> dict[str, Any]:
+    """What a schedule without Input delivers: Scheduler's default notification, or a rule's Scheduled Event."""
+    now = now or datetime.now(UTC)
+    if kind == "ScheduleV2":
+        resource = f"arn:aws:scheduler:{REGION}:{ACCOUNT_ID}:schedule/default/{name}"
+        source = "aws.scheduler"
+        detail: Any = "{}"
+    else:
+        resource = f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{name}"
+        source = "aws.events"
+        detail = {}
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": source,
+        "account": ACCOUNT_ID,
+        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [resource],
+        "detail": detail,
+    }
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
