@@ -210,7 +210,11 @@ def _leaks(haystack: str, secrets: dict[str, str]) -> list[str]:
     return [name for name, value in secrets.items() if any(form in haystack for form in _variants(value))]
 
 
-def test_personal_data_only_where_it_must_go(frontend: Stack, wiretap: Wiretap, captured_logs: io.StringIO) -> None:
+def test_personal_data_only_where_it_must_go(
+    frontend: Stack,
+    wiretap: Wiretap,
+    captured_logs: io.StringIO,  # noqa: F811  # the fixture imported above
+) -> None:
     stack = frontend
     user = "u-pii-1"
     answers: list[dict[str, Any]] = []
