@@ -62,9 +62,15 @@ validate: $(STAMP) ## cfn-lint and sam validate --lint on template.yaml
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint --template template.yaml
 
+bench: $(STAMP) ## benchmarks against their floors: prints a table, writes bench/results.json (about 4 min)
+	$(PY) -m bench
+
 build: $(STAMP) ## sam build for arm64 without a container (python3.13 from the virtualenv)
 	@test -x $(VENV)/bin/python3.13 || { echo "make build needs $(VENV) on Python 3.13 (the Lambda runtime): rm -rf $(VENV) and make venv with python3.13 on PATH" >&2; exit 2; }
 	$(SAM) build --template template.yaml --build-dir $(BUILD_DIR) --config-env $(ENV)
+	@# Lambda's /opt and /var/task are read-only: without .pyc every cold start compiles every module (~430 ms,
+	@# docs/performance.md). Python 3.13 bytecode is the same on arm64; unchecked-hash: no source timestamp check.
+	$(PY) -m compileall -q -j 0 --invalidation-mode unchecked-hash $(BUILD_DIR)
 
 deploy: $(STAMP) ## sam build, then sam deploy --config-env ENV (make deploy ENV=uat|stage|prod)
 	@case "$(ENV)" in uat|stage|prod) ;; *) echo "ENV must be uat, stage or prod, got '$(ENV)'" >&2; exit 2;; esac

@@ -1,0 +1,61 @@
+"""One cold import, in a fresh interpreter: `python cold_child.py FOLDER [LAYER [setup]]` prints one JSON line.
+
+FOLDER holds app.py (a function, or the floor); LAYER (optional) goes on sys.path after it, as Lambda
+puts /var/task before /opt/python. The clock starts when this script starts (the interpreter's own
+start-up is the same for every target) and stops when `import app` returns: Lambda's init phase for
+our code. Peak memory is the process's VmHWM (peak resident set) at that moment: not ru_maxrss, which on
+Linux keeps the forking parent's peak across exec. With `setup`, the first request's set-up (settings, store,
+DynamoDB client) is timed after the import too.
+"""
+
+import time
+
+started = time.perf_counter()
+
+import json  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+
+folder = sys.argv[1]
+layer = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
+sys.path[0] = folder  # not the bench folder: nothing of the bench may shadow a module
+if layer:
+    sys.path.insert(1, layer)
+
+
+def peak_kib() -> int:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+before = len(sys.modules)
+if folder != "-":
+    import app  # noqa: F401
+seconds = time.perf_counter() - started
+peak_at_init = peak_kib()
+# What the first request adds (the functions defer it): settings, the store and its DynamoDB client.
+then = None
+if len(sys.argv) > 3 and sys.argv[3] == "setup":
+    from htouhui import runtime
+
+    runtime.onboarding().store.client()
+    then = time.perf_counter() - started
+
+
+print(
+    json.dumps(
+        {
+            "seconds": seconds,
+            "with_first_request_setup": then,
+            "maxrss_kib": peak_at_init,
+            "maxrss_with_first_request_setup_kib": peak_kib(),
+            "modules": len(sys.modules) - before,
+        }
+    )
+)

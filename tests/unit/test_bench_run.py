@@ -1,0 +1,51 @@
+"""A tiny run of the whole bench (`python -m bench --quick`): every section runs and results.json is
+well formed. The figures of a quick run mean nothing and are not looked at."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--no-build",
+            "--only",
+            "cold,signing,warm,reconcile",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    sections = {figure["section"] for figure in data["figures"]}
+    assert sections == {"cold start", "signing", "warm notify", "reconcile"}
+    names = {figure["name"] for figure in data["figures"] if figure["section"] == "cold start"}
+    assert {"notify", "register", "open_account", "query_user", "reconcile", "publish_status"} <= names
+    for figure in data["figures"]:
+        assert figure["value"] is not None and figure["value"] > 0, figure
+        if figure["floor"] is not None:
+            assert figure["ratio"] == pytest.approx(figure["value"] / figure["floor"]), figure
+    warm = data["details"]["warm"]
+    assert all(set(counts) == {"200"} for counts in warm["answers"].values())  # every notification accepted
+    runs = data["details"]["reconcile"]["runs"]
+    assert all(run["failed"] == 0 and run["checked"] == run["users"] for run in runs.values())
+    assert "section" in result.stdout and "written to" in result.stdout
