@@ -27,6 +27,35 @@ _TABLE_KEYS = ("TableName", "KeySchema", "AttributeDefinitions", "BillingMode", 
 _INDEX_KEYS = ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput")
 
 
+def serial_moto_server(host: str, port: int) -> Any:
+    """moto's threaded server, applying one request at a time.
+
+    moto's DynamoDB backend has no lock: a conditional write is a check then a write, and a cancelled
+    transaction restores a copy of the whole table, undoing writes that ran beside it. Real DynamoDB applies
+    each request atomically; so does this server (clients still race, each request is atomic). Without it a
+    storm of concurrent notifications loses updates that DynamoDB itself would keep.
+    """
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    lock = threading.Lock()
+
+    class Serial(ThreadedMotoServer):  # type: ignore[misc]
+        def _server_entry(self) -> None:
+            application = DomainDispatcherApplication(create_backend_app)
+
+            def serial(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+                with lock:
+                    return list(application(environ, start_response))
+
+            self._server = make_server(self._ip_address, self._port, serial, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return Serial(ip_address=host, port=port, verbose=False)
+
+
 def client(service: str, endpoint: str) -> Any:
     import boto3
 
@@ -119,7 +148,10 @@ class StreamPoller:
         self.stop = stop
         self.interval = interval
         self.on_invoke = on_invoke or (lambda _name, _count, _outcome: None)
-        self.iterators: dict[str, str] = {}
+        # The last sequence number read per shard (None: nothing read yet, start at the trim horizon). A fresh
+        # iterator is asked for on every poll rather than following NextShardIterator: moto restores a copy of
+        # the table when it cancels a transaction, and an iterator kept across that reads the old shard forever.
+        self.positions: dict[str, str | None] = {}
         self.pending: dict[str, list[dict[str, Any]]] = {}
         self.delivered = 0
 
@@ -130,14 +162,35 @@ class StreamPoller:
 
     def _refresh_shards(self) -> None:
         shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"].get("Shards", [])
-        position = "TRIM_HORIZON" if self.source.starting_position == "TRIM_HORIZON" else "LATEST"
         for shard in shards:
             shard_id = shard["ShardId"]
-            if shard_id not in self.iterators:
-                self.iterators[shard_id] = self.streams.get_shard_iterator(
-                    StreamArn=self.stream_arn, ShardId=shard_id, ShardIteratorType=position
-                )["ShardIterator"]
+            if shard_id not in self.positions:
+                latest = self.source.starting_position != "TRIM_HORIZON"
+                self.positions[shard_id] = self._last_sequence_number(shard_id) if latest else None
                 self.pending[shard_id] = []
+
+    def _iterator(self, shard_id: str, after: str | None) -> str:
+        if after is None:
+            answer = self.streams.get_shard_iterator(
+                StreamArn=self.stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+            )
+        else:
+            answer = self.streams.get_shard_iterator(
+                StreamArn=self.stream_arn,
+                ShardId=shard_id,
+                ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                SequenceNumber=after,
+            )
+        return str(answer["ShardIterator"])
+
+    def _last_sequence_number(self, shard_id: str) -> str | None:
+        """Where LATEST starts: after every record already in the shard."""
+        last: str | None = None
+        while True:
+            records = self.streams.get_records(ShardIterator=self._iterator(shard_id, last), Limit=1000)["Records"]
+            if not records:
+                return last
+            last = str(records[-1]["dynamodb"]["SequenceNumber"])
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -151,11 +204,12 @@ class StreamPoller:
 
     def poll_once(self) -> None:
         self._refresh_shards()
-        for shard_id, iterator in list(self.iterators.items()):
-            answer = self.streams.get_records(ShardIterator=iterator, Limit=1000)
-            if answer.get("NextShardIterator"):
-                self.iterators[shard_id] = answer["NextShardIterator"]
-            records = [stream_record(record, self.stream_arn) for record in answer.get("Records", [])]
+        for shard_id, after in list(self.positions.items()):
+            answer = self.streams.get_records(ShardIterator=self._iterator(shard_id, after), Limit=1000)
+            raw = answer.get("Records", [])
+            if raw:
+                self.positions[shard_id] = str(raw[-1]["dynamodb"]["SequenceNumber"])
+            records = [stream_record(record, self.stream_arn) for record in raw]
             if self.source.filters:
                 records = [
                     record

@@ -160,9 +160,7 @@ class Stack:
         # The API socket first: a busy port fails before anything else starts.
         self.http = _Server((config.host, api_port), _Handler, self)
 
-        from moto.server import ThreadedMotoServer
-
-        self.moto = ThreadedMotoServer(ip_address=config.host, port=dynamodb_port, verbose=False)
+        self.moto = aws.serial_moto_server(config.host, dynamodb_port)
         self.moto.start()
 
         self.template = load(config.template, parameter_overrides=config.parameter_overrides)
