@@ -100,10 +100,24 @@ def _check_no_control_characters(value: str) -> str:
     return value
 
 
-Mobile = Annotated[str, Field(min_length=11, max_length=11), AfterValidator(_check_mobile)]
-IdCard = Annotated[str, Field(min_length=18, max_length=18), AfterValidator(_check_id_card)]
+# json_schema_extra: the rule also shows in the OpenAPI document (the validators stay the checks that count,
+# with their own error names); a fuzzer or a client generator then produces values that can pass.
+Mobile = Annotated[
+    str,
+    Field(min_length=11, max_length=11, json_schema_extra={"pattern": MOBILE_PATTERN.pattern}),
+    AfterValidator(_check_mobile),
+]
+IdCard = Annotated[
+    str,
+    Field(min_length=18, max_length=18, json_schema_extra={"pattern": r"^[0-9]{17}[0-9Xx]$"}),
+    AfterValidator(_check_id_card),
+]
 HtouhuiUserId = Annotated[str, Field(max_length=11), AfterValidator(_check_htouhui_user_id)]
-ThirdPartyUserId = Annotated[str, Field(max_length=50), AfterValidator(_check_third_party_user_id)]
+ThirdPartyUserId = Annotated[
+    str,
+    Field(max_length=50, json_schema_extra={"pattern": THIRD_PARTY_USER_ID_PATTERN.pattern}),
+    AfterValidator(_check_third_party_user_id),
+]
 NotifyUrl = Annotated[str, Field(max_length=200), AfterValidator(_check_callback_url)]
 ReturnUrl = Annotated[str, Field(max_length=256), AfterValidator(_check_callback_url)]
 Password = Annotated[str, Field(min_length=1, max_length=16), AfterValidator(_check_no_control_characters)]
