@@ -271,7 +271,7 @@ def _parser() -> Any:
     return load_function("notify")
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, database=None)
 @given(st.text(max_size=300))
 def test_parse_form_never_raises_anything_but_malformed(text: str) -> None:
     FUZZ_COUNTS["parse_form"] += 1
@@ -286,14 +286,14 @@ def test_parse_form_never_raises_anything_but_malformed(text: str) -> None:
 _field_name = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x2FFF, exclude_categories=("Cs",)), min_size=1)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(st.dictionaries(_field_name, st.text(st.characters(exclude_categories=("Cs",))), max_size=12))
 def test_parse_form_reads_back_what_urlencode_wrote(fields: dict[str, str]) -> None:
     FUZZ_COUNTS["roundtrip"] += 1
     assert _parser().parse_form(urlencode(fields)) == fields
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.one_of(st.binary(max_size=400), st.text(max_size=400).map(lambda t: t.encode("utf-8", "surrogatepass"))))
 def test_notify_handler_never_accepts_or_crashes_on_noise(registered: Stack, body: bytes) -> None:
     FUZZ_COUNTS["handler"] += 1
@@ -301,7 +301,7 @@ def test_notify_handler_never_accepts_or_crashes_on_noise(registered: Stack, bod
     assert answer["statusCode"] == 400 and answer["body"] == "FAIL", answer
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=250, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_change_to_a_signed_notification_fails(registered: Stack, htouhui_private_key: Any, data: Any) -> None:
     good = registered.signed_notification(htouhui_private_key, USER, 1, notify_no="NFUZZ0001")
