@@ -51,6 +51,12 @@ e2e: $(STAMP) ## end-to-end tests only
 sandbox: $(STAMP) ## the Htouhui sandbox alone on http://127.0.0.1:3100 (SANDBOX_PORT, SANDBOX_TIME_SCALE, HTOUHUI_PARTNER_ID)
 	PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m sandbox serve
 
+run: $(STAMP) ## the whole stack from template.yaml: API :3000, DynamoDB :5000, sandbox :3100 (docs/local.md)
+	PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m stack $(ARGS)
+
+stack-routes: $(STAMP) ## what `make run` would serve, read from template.yaml (routes, tables, event sources)
+	@PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m stack.template $(or $(TEMPLATE),template.yaml)
+
 openapi: $(STAMP) ## regenerate openapi.json (the merchant routes) from the handlers
 	$(PY) scripts/gen-openapi
 

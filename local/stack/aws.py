@@ -59,7 +59,7 @@ def serial_moto_server(host: str, port: int) -> Any:
 def client(service: str, endpoint: str) -> Any:
     import boto3
 
-    return boto3.client(
+    return boto3.client(  # type: ignore[call-overload]
         service,
         endpoint_url=endpoint,
         region_name=REGION,

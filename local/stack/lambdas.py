@@ -153,6 +153,8 @@ class FunctionPool:
         self._log: IO[bytes] | None = None
         self._closed = False
         self.cold_starts = 0
+        self.invocations = 0
+        self.errors = 0
 
     @property
     def arn(self) -> str:
@@ -203,8 +205,14 @@ class FunctionPool:
             "deadline_ms": int(deadline * 1000),
             "trace_id": trace_id,
         }
+        with self._condition:
+            self.invocations += 1
         try:
             return worker.invoke(event, context, self.function.timeout)
+        except InvocationFailure:
+            with self._condition:
+                self.errors += 1
+            raise
         finally:
             self._release(worker)
 

@@ -143,6 +143,7 @@ class Stack:
         self.api_url = ""
         self.events: deque[dict[str, Any]] = deque(maxlen=200)
         self._sandbox_log: IO[bytes] | None = None
+        self._serving = False
 
     # -- start -------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -206,6 +207,7 @@ class Stack:
             threading.Thread(target=self._schedule_loop, args=(schedule,), name="schedule", daemon=True).start()
 
         threading.Thread(target=self.http.serve_forever, name="api", daemon=True).start()
+        self._serving = True
         self._banner(created, time.monotonic() - started)
 
     def overrides(self, logical: str) -> dict[str, str]:
@@ -248,6 +250,7 @@ class Stack:
 
     def _start_sandbox(self, port: int) -> None:
         config = self.config
+        assert self.template is not None
         if not (LOCAL / "sandbox" / "__main__.py").exists():
             self.console.line("warning: local/sandbox is missing; Htouhui calls will fail (HTOUHUI_BASE_URL unused)")
             self.sandbox_url = ""
@@ -258,12 +261,18 @@ class Stack:
         environment["SANDBOX_TIME_SCALE"] = f"{config.time_scale:g}"
         config.logs_dir.mkdir(parents=True, exist_ok=True)
         self._sandbox_log = (config.logs_dir / "sandbox.log").open("ab", buffering=0)
+        query_paths = {
+            f.environment["HTOUHUI_QUERY_PATH"]
+            for f in self.template.functions.values()
+            if "HTOUHUI_QUERY_PATH" in f.environment
+        }
         command = [
             sys.executable, "-m", "sandbox", "serve",
             "--host", config.host, "--port", str(port),
             "--keys-dir", str(config.keys_dir.resolve()),
             "--partner-id", config.partner_id,
             "--time-scale", f"{config.time_scale:g}",
+            *(["--query-path", query_paths.pop()] if len(query_paths) == 1 else []),
         ]  # fmt: skip
         self.sandbox = subprocess.Popen(
             command, env=environment, stdout=self._sandbox_log, stderr=subprocess.STDOUT, cwd=str(ROOT)
@@ -360,7 +369,8 @@ class Stack:
     def stop(self) -> None:
         self.stop_event.set()
         if self.http is not None:
-            self.http.shutdown()
+            if self._serving:
+                self.http.shutdown()  # waits for serve_forever to return: only when it runs
             self.http.server_close()
         for pool in self.pools.values():
             pool.close()
@@ -387,7 +397,10 @@ class Stack:
             "partner_id": self.config.partner_id,
             "routes": [route.route_key for route in self.template.routes],
             "tables": {logical: table.name for logical, table in self.template.tables.items()},
-            "functions": sorted(self.template.functions),
+            "functions": {
+                logical: {"invocations": pool.invocations, "errors": pool.errors, "cold_starts": pool.cold_starts}
+                for logical, pool in sorted(self.pools.items())
+            },
         }
 
     # -- HTTP ------------------------------------------------------------------------------------------------------
@@ -475,7 +488,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
                 if size == 0:
@@ -503,14 +516,17 @@ class _Handler(BaseHTTPRequestHandler):
             response, note = stack.handle(request)
         except Exception as exc:
             response, note = apigw.internal_error(), f"local stack error {type(exc).__name__}"
-        self.send_response(response.status)
-        for name, value in response.headers:
-            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                self.send_header(name, value)
-        body = b"" if self.command == "HEAD" else response.body
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(response.status)
+            for name, value in response.headers:
+                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(b"" if self.command == "HEAD" else response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            note += ", client gone"
+            self.close_connection = True
         if not request.raw_path.startswith("/_local/health"):
             stack.console.line(f"{self.command} {request.raw_path} -> {response.status} in {_ms(started)} ms ({note})")
 

@@ -43,7 +43,7 @@ class Intrinsic:
     value: Any
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]
     """SafeLoader that keeps CloudFormation short-form tags as `Intrinsic` values."""
 
 
@@ -57,7 +57,7 @@ def _construct(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Intrins
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        value = loader.construct_mapping(node, deep=True)
     return Intrinsic(name, value)
 
 
@@ -338,7 +338,7 @@ def load(
             continue
         if resource.get("Condition") and not resolver.condition(str(resource["Condition"])):
             continue
-        properties: dict[str, Any] = resource.get("Properties") or {}
+        properties = resource.get("Properties") or {}
         merged = {**globals_function, **properties}
         environment: dict[str, str] = {}
         for source in (globals_function, properties):
@@ -542,3 +542,23 @@ def _match_path(pattern: list[str], segments: list[str]) -> dict[str, str] | Non
         elif part != segments[index]:
             return None
     return found if len(segments) == len(pattern) else None
+
+
+def describe(template: Template) -> list[str]:
+    """What the local stack would serve from `template`, one line each."""
+    lines = [f"{route.method:<6} {route.path:<44} -> {route.function} (auth {route.auth})" for route in template.routes]
+    for table in template.tables.values():
+        indexes = [index["IndexName"] for index in table.properties.get("GlobalSecondaryIndexes", [])]
+        stream = (table.properties.get("StreamSpecification") or {}).get("StreamViewType", "no stream")
+        lines.append(f"table  {table.name} (indexes: {', '.join(indexes) or 'none'}; {stream})")
+    lines.extend(f"schedule {item.expression} -> {item.function}" for item in template.schedules)
+    lines.extend(f"stream {item.table} -> {item.function}" for item in template.streams)
+    lines.extend(f"rule   {item.pattern} on {item.bus or 'default'} -> {item.function}" for item in template.rules)
+    return lines
+
+
+if __name__ == "__main__":
+    import sys
+
+    for line in describe(load(Path(sys.argv[1] if len(sys.argv) > 1 else "template.yaml"))):
+        print(line)

@@ -1,0 +1,109 @@
+"""Starting the real local stack (`python -m stack`) as a subprocess on free ports, for the e2e tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    """Nothing listens on `port` (connections in TIME_WAIT do not count: servers bind with SO_REUSEADDR)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def children(pid: int) -> set[int]:
+    """The live processes whose parent is `pid` (from /proc)."""
+    found: set[int] = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class StackProcess:
+    def __init__(self, folder: Path, *, template: Path | None = None, sandbox: bool = True, **env: str) -> None:
+        self.folder = folder
+        self.api_port, self.dynamodb_port, self.sandbox_port = free_port(), free_port(), free_port()
+        self.output = folder / "stack-output.txt"
+        environment = dict(os.environ)
+        environment.update(
+            PYTHONPATH=os.pathsep.join([str(ROOT / "local"), str(ROOT / "layers" / "common")]),
+            API_PORT=str(self.api_port),
+            DYNAMODB_PORT=str(self.dynamodb_port),
+            SANDBOX_PORT=str(self.sandbox_port),
+            HTOUHUI_KEYS_DIR=str(folder / "keys"),
+            STACK_LOGS_DIR=str(folder / "logs"),
+            SANDBOX_TIME_SCALE="0.01",
+            LOCAL_SCHEDULE_SECONDS="3600",
+            STACK_SANDBOX="1" if sandbox else "0",
+        )
+        if template is not None:
+            environment["STACK_TEMPLATE"] = str(template)
+        environment.update(env)
+        with self.output.open("wb") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "stack"], cwd=ROOT, env=environment, stdout=sink, stderr=subprocess.STDOUT
+            )
+        self.url = f"http://127.0.0.1:{self.api_port}"
+        self.dynamodb_url = f"http://127.0.0.1:{self.dynamodb_port}"
+        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+
+    def wait_ready(self, timeout: float = 60) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the stack exited: {self.text()}")
+            try:
+                answer = httpx.get(f"{self.url}/_local/health", timeout=1)
+                if answer.status_code == 200:
+                    return dict(answer.json())
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"the stack did not become ready: {self.text()}")
+
+    def text(self) -> str:
+        return self.output.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError("the stack did not stop on SIGTERM") from None
+        return int(self.process.returncode)
