@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import sys
 import time
 import traceback
@@ -48,6 +49,9 @@ def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     code_uri, handler, *layers = argv
+    # Ctrl-C reaches the whole process group; the runner ends its workers itself (closing stdin), as Lambda's
+    # runtime does, so a worker never dies mid-invocation with a KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     answers = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
     os.dup2(2, 1)  # the function's prints and logs go to stderr, never into the answers
     sys.stdout = os.fdopen(1, "w", encoding="utf-8", buffering=1, closefd=False)

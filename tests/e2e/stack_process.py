@@ -97,9 +97,9 @@ class StackProcess:
     def text(self) -> str:
         return self.output.read_text(encoding="utf-8", errors="replace")
 
-    def stop(self) -> int:
+    def stop(self, signum: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signum)
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from collections.abc import Iterator
 from html import unescape
@@ -183,13 +184,14 @@ def test_the_console_has_one_line_per_request_and_no_personal_data(stack: StackP
         assert secret not in text
 
 
-def test_sigterm_stops_everything_and_frees_the_ports(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_everything_and_frees_the_ports(tmp_path: Path, signum: int) -> None:
     process = StackProcess(tmp_path)
     process.wait_ready()
     assert httpx.post(f"{process.url}/users", json={"third_party_user_id": "u", "mobile": MOBILE}).status_code == 201
     workers = children(process.process.pid)
     assert len(workers) >= 2, workers  # the sandbox and the register function's worker
-    assert process.stop() == 0, process.text()
+    assert process.stop(signum) == 0, process.text()
     assert wait_for(lambda: not any(alive(pid) for pid in workers), 10), [pid for pid in workers if alive(pid)]
     assert "stopped" in process.text(), process.text()
     for port in (process.api_port, process.dynamodb_port, process.sandbox_port):
