@@ -8,6 +8,7 @@ import base64
 import json
 import textwrap
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -63,6 +64,11 @@ ECHO = textwrap.dedent(
 
     def boom(event, context):
         raise RuntimeError("boom")
+
+
+    def sleepy(event, context):
+        time.sleep(1)
+        return {"pid": os.getpid()}
     """
 )
 
@@ -108,6 +114,16 @@ EXTRA_RESOURCES = textwrap.indent(
             Slow:
               Type: HttpApi
               Properties: {ApiId: !Ref HttpApi, Path: /slow, Method: GET}
+
+      SleepyFunction:
+        Type: AWS::Serverless::Function
+        Properties:
+          CodeUri: extra/echo/
+          Handler: app.sleepy
+          Events:
+            Sleepy:
+              Type: HttpApi
+              Properties: {ApiId: !Ref HttpApi, Path: /sleepy, Method: GET}
 
       BoomFunction:
         Type: AWS::Serverless::Function
@@ -247,3 +263,11 @@ def test_a_timeout_is_a_503_and_an_exception_a_500(stack: StackProcess) -> None:
     text = stack.text()
     assert "GET /slow -> 503" in text and "timeout" in text
     assert "POST /boom -> 500" in text
+
+
+def test_concurrent_invocations_get_their_own_environments(stack: StackProcess) -> None:
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: httpx.get(f"{stack.url}/sleepy", timeout=30), range(2)))
+    assert [answer.status_code for answer in answers] == [200, 200]
+    assert len({answer.json()["pid"] for answer in answers}) == 2
+    assert httpx.get(f"{stack.url}/_local/health").json()["functions"]["SleepyFunction"]["cold_starts"] == 2
