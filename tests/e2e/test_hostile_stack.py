@@ -17,9 +17,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -27,7 +24,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -39,6 +36,7 @@ import schemathesis
 from conftest import ROOT
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
+from stack_process import StackProcess
 
 from htouhui import protocol
 
@@ -51,12 +49,14 @@ SCHEMATHESIS_EXAMPLES = int(os.environ.get("HOSTILE_FUZZ_EXAMPLES", "60"))
 
 @dataclass
 class RunningStack:
-    process: subprocess.Popen[str]
+    process: StackProcess
     folder: Path
-    api_url: str = ""
-    dynamodb_url: str = ""
-    sandbox_url: str = ""
-    output: list[str] = field(default_factory=list)
+    api_url: str
+    dynamodb_url: str
+
+    @property
+    def output(self) -> list[str]:
+        return self.process.text().splitlines()
 
     def aws(self, service: str) -> Any:
         return boto3.client(
@@ -68,53 +68,20 @@ class RunningStack:
         )
 
     def htouhui_key(self) -> protocol.PrivateKey:
+        """The local Htouhui key of this stack run (made on its first start under its keys folder)."""
         return protocol.load_private_key((self.folder / "keys" / "htouhui_private.pem").read_bytes())
 
 
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """`python -m stack` on free ports, exactly as the local stack's own e2e tests start it."""
     folder = tmp_path_factory.mktemp("hostile-stack")
-    environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join([str(ROOT / "local"), str(ROOT / "layers" / "common")])
-    for name in ("API_PORT", "DYNAMODB_PORT", "SANDBOX_PORT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
-        environment.pop(name, None)
-    command = [
-        sys.executable, "-m", "stack",
-        "--api-port", "0", "--dynamodb-port", "0", "--sandbox-port", "0",
-        "--keys-dir", str(folder / "keys"), "--logs-dir", str(folder / "logs"),
-        "--time-scale", "0.01", "--schedule-seconds", "3600",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    running = RunningStack(process, folder)
-    ready = threading.Event()
-
-    def drain() -> None:  # the stack logs a line per request: keep its pipe empty
-        assert process.stdout is not None
-        for line in process.stdout:
-            running.output.append(line.rstrip("\n"))
-            if line.startswith("ready in"):
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=drain, daemon=True).start()
+    process = StackProcess(folder)
     try:
-        if not ready.wait(90) or process.poll() is not None:
-            raise RuntimeError("the local stack did not start:\n" + "\n".join(running.output))
-        text = "\n".join(running.output)
-        running.api_url = re.search(r"API\s+(http://\S+)", text).group(1)  # type: ignore[union-attr]
-        running.dynamodb_url = re.search(r"DynamoDB\s+(http://\S+)", text).group(1)  # type: ignore[union-attr]
-        running.sandbox_url = re.search(r"sandbox\s+(http://\S+)", text).group(1)  # type: ignore[union-attr]
-        yield running
+        process.wait_ready()
+        yield RunningStack(process, folder, api_url=process.url, dynamodb_url=process.dynamodb_url)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        process.stop()
 
 
 # --- schemathesis on the merchant routes ------------------------------------------------------------------
