@@ -47,6 +47,17 @@ def test_notification_is_recorded_then_acknowledged(registered: Stack, htouhui_p
     assert record["notify_no"]["S"] == fields["notify_no"] and record["source"]["S"] == "notify"
 
 
+def test_notify_needs_only_htouhuis_public_key(
+    registered: Stack, htouhui_private_key: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The notify function's role may not read the merchant's private key: it must not need it.
+    monkeypatch.setenv("MERCHANT_PRIVATE_KEY", "secretsmanager:not-readable-by-the-notify-role")
+    runtime.reset()
+    fields = registered.signed_notification(htouhui_private_key, USER, 3)
+    assert _text(registered.notify(fields)) == (200, "SUCCESS")
+    assert _status(registered) == 3
+
+
 def test_base64_body_is_decoded(registered: Stack, htouhui_private_key: Any) -> None:
     fields = registered.signed_notification(htouhui_private_key, USER, 1)
     assert _text(registered.notify(fields, base64_body=True)) == (200, "SUCCESS")

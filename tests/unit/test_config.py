@@ -164,6 +164,14 @@ def test_keys_from_files() -> None:
     assert protocol.fingerprint(htouhui) == protocol.fingerprint(protocol.load_public_key(HTOUHUI_PUBLIC_PEM))
 
 
+def test_htouhui_keys_alone_never_read_the_merchant_key(tmp_path: Path) -> None:
+    settings = Settings.from_env({**BASE, "MERCHANT_PRIVATE_KEY": f"file:{tmp_path / 'unreadable.pem'}"})
+    (htouhui,) = settings.htouhui_public_keys()
+    assert protocol.fingerprint(htouhui) == protocol.fingerprint(protocol.load_public_key(HTOUHUI_PUBLIC_PEM))
+    with pytest.raises(ConfigError, match="MERCHANT_PRIVATE_KEY"):
+        settings.keys()
+
+
 def test_keys_inline_pem() -> None:
     keys = Settings.from_env(
         {**BASE, "MERCHANT_PRIVATE_KEY": MERCHANT_PRIVATE_PEM, "HTOUHUI_PUBLIC_KEY": HTOUHUI_PUBLIC_PEM}

@@ -56,35 +56,38 @@ MANAGED_POLICIES = {"AWSLambdaBasicExecutionRole": BASIC, "AWSLambdaDynamoDBExec
 USERS = "UsersTable.Arn"
 NOTIFICATIONS = "NotificationsTable.Arn"
 UNFINISHED_INDEX_ARN = "${UsersTable.Arn}/index/unfinished"
-SECRETS = ("MerchantPrivateKeySecret", "HtouhuiPublicKeySecret", "HtouhuiPublicKeyNextSecret")
+HTOUHUI_SECRETS = ("HtouhuiPublicKeySecret", "HtouhuiPublicKeyNextSecret")
+SECRETS = ("MerchantPrivateKeySecret", *HTOUHUI_SECRETS)
 BUS = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
 
 
-def _grants(table_actions: dict[str, tuple[str, ...]], *, keys: bool) -> set[tuple[str, str]]:
+def _grants(table_actions: dict[str, tuple[str, ...]], *, keys: tuple[str, ...] = SECRETS) -> set[tuple[str, str]]:
     grants = {(action, resource) for resource, actions in table_actions.items() for action in actions}
     if keys:
-        grants |= {("secretsmanager:GetSecretValue", secret) for secret in SECRETS}
+        grants |= {("secretsmanager:GetSecretValue", secret) for secret in keys}
         grants.add(("kms:Decrypt", "DataKey.Arn"))
     return grants
 
 
 # What each function touches (read from htouhui.store and htouhui.runtime): the store's calls per use case, and
-# both key secrets wherever a Htouhui client or a signature check is built (Settings.keys() loads them together).
+# the key secrets a function reads: Settings.keys() (a Htouhui client, a signed form) reads all of them,
+# Settings.htouhui_public_keys() (verifying a notification or a return) only Htouhui's.
 # TransactWriteItems is not an IAM action: its Put and Update need PutItem and UpdateItem on their tables.
 EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
     # claim_registration/complete_registration: UpdateItem; release_claim: DeleteItem; explain/get: GetItem
-    "RegisterFunction": _grants({USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")}, keys=True),
+    "RegisterFunction": _grants({USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")}),
     # mark_open_requested: UpdateItem (+ GetItem to explain a refusal), then sign the form
-    "OpenAccountFunction": _grants({USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem")}, keys=True),
+    "OpenAccountFunction": _grants({USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem")}),
     # get; ?refresh=true: query Htouhui, apply_status without notify_no (UpdateItem, no history)
-    "QueryUserFunction": _grants({USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem")}, keys=True),
+    "QueryUserFunction": _grants({USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem")}),
     # apply_status with notify_no: TransactWriteItems (Put history + Update user), a plain Put when stale
     "NotifyFunction": _grants(
-        {USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem"), NOTIFICATIONS: ("dynamodb:PutItem",)}, keys=True
+        {USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem"), NOTIFICATIONS: ("dynamodb:PutItem",)},
+        keys=HTOUHUI_SECRETS,
     ),
     # unfinished(): Query on the sparse index only (never Scan); check_user: GetItem; apply_status: UpdateItem
     "ReconcileFunction": _grants(
-        {USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem"), UNFINISHED_INDEX_ARN: ("dynamodb:Query",)}, keys=True
+        {USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem"), UNFINISHED_INDEX_ARN: ("dynamodb:Query",)},
     ),
     # the stream is read through the event source mapping (SAM's AWSLambdaDynamoDBExecutionRole)
     "PublishStatusFunction": {("events:PutEvents", BUS)},

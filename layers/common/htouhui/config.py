@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from htouhui import protocol
@@ -52,8 +53,8 @@ class Settings:
     notifications_table: str | None = None
     event_bus_name: str | None = None
     reconcile_concurrency: int = 10
-    _keys: list[Keys] = field(default_factory=list, repr=False, compare=False)
-    _keys_loaded_at: list[float] = field(default_factory=list, repr=False, compare=False)
+    # what was loaded, by kind ("keys", "htouhui"): (monotonic time of the load, value)
+    _loaded: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
@@ -148,45 +149,47 @@ class Settings:
         )
 
     def keys(self, *, clock: Callable[[], float] = time.monotonic) -> Keys:
-        """The merchant's private key and Htouhui's public key(s), loaded on first use and checked.
+        """The merchant's private key and Htouhui's public key(s): what signing a request needs."""
+        keys: Keys = self._cached("keys", self._load_keys, clock)
+        return keys
 
-        Reloaded once they are older than KEY_CACHE_SECONDS, so a rotation in Secrets Manager or SSM
-        reaches warm functions too. If a reload fails, the keys already loaded stay in use (and a
-        warning names the problem) rather than failing every request.
+    def htouhui_public_keys(self, *, clock: Callable[[], float] = time.monotonic) -> tuple[protocol.PublicKey, ...]:
+        """Only Htouhui's public key(s): what verifying a notification needs (the merchant's secret is not read)."""
+        keys: tuple[protocol.PublicKey, ...] = self._cached("htouhui", self._load_htouhui_keys, clock)
+        return keys
+
+    def _cached(self, kind: str, load: Callable[[], Any], clock: Callable[[], float]) -> Any:
+        """Loaded on first use and reloaded once older than KEY_CACHE_SECONDS, so a rotation in Secrets
+        Manager or SSM reaches warm functions too. If a reload fails, what was loaded before stays in use
+        (and a warning names the problem) rather than failing every request.
         """
         with self._lock:
             now = clock()
-            if self._keys and now - self._keys_loaded_at[0] < self.key_cache_seconds:
-                return self._keys[0]
+            previous = self._loaded.get(kind)
+            if previous and now - previous[0] < self.key_cache_seconds:
+                return previous[1]
             try:
-                loaded = self._load_keys()
+                value = load()
             except ConfigError as exc:
-                if not self._keys:
+                if previous is None:
                     raise
                 logger.warning(
                     "reloading the keys failed; keeping the keys loaded before", extra={"problems": exc.problems}
                 )
-                self._keys_loaded_at[0] = now
-                return self._keys[0]
-            self._keys[:] = [loaded]
+                self._loaded[kind] = (now, previous[1])
+                return previous[1]
             # Timed from the end of the load, so Powertools' own cache (same max age) has expired at the next one.
-            self._keys_loaded_at[:] = [clock()]
-            return loaded
+            self._loaded[kind] = (clock(), value)
+            return value
 
     def _load_keys(self) -> Keys:
         problems: list[str] = []
         merchant: protocol.PrivateKey | None = None
-        htouhui: list[protocol.PublicKey] = []
         try:
             merchant = protocol.load_private_key(read_key_source(self.merchant_private_key_source, self))
         except (ValueError, OSError) as exc:
             problems.append(f"MERCHANT_PRIVATE_KEY: {exc}")
-        names = ("HTOUHUI_PUBLIC_KEY", "HTOUHUI_PUBLIC_KEY_NEXT")
-        for name, source in zip(names, self.htouhui_public_key_sources, strict=False):
-            try:
-                htouhui.append(protocol.load_public_key(read_key_source(source, self)))
-            except (ValueError, OSError) as exc:
-                problems.append(f"{name}: {exc}")
+        htouhui = self._read_htouhui_keys(problems)
         if merchant is not None:
             own = protocol.fingerprint(merchant)
             if any(protocol.fingerprint(key) == own for key in htouhui):
@@ -195,7 +198,24 @@ class Settings:
                 )
         if problems or merchant is None:
             raise ConfigError(problems)
-        return Keys(merchant, tuple(htouhui))
+        return Keys(merchant, htouhui)
+
+    def _load_htouhui_keys(self) -> tuple[protocol.PublicKey, ...]:
+        problems: list[str] = []
+        htouhui = self._read_htouhui_keys(problems)
+        if problems:
+            raise ConfigError(problems)
+        return htouhui
+
+    def _read_htouhui_keys(self, problems: list[str]) -> tuple[protocol.PublicKey, ...]:
+        keys: list[protocol.PublicKey] = []
+        names = ("HTOUHUI_PUBLIC_KEY", "HTOUHUI_PUBLIC_KEY_NEXT")
+        for name, source in zip(names, self.htouhui_public_key_sources, strict=False):
+            try:
+                keys.append(protocol.load_public_key(read_key_source(source, self)))
+            except (ValueError, OSError) as exc:
+                problems.append(f"{name}: {exc}")
+        return tuple(keys)
 
     def is_allowed_return_url(self, url: str, *, own_host: str | None = None) -> bool:
         host = (urlsplit(url).hostname or "").lower()

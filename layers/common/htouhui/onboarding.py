@@ -272,7 +272,7 @@ class Onboarding:
         return answer
 
     def _verify(self, fields: Mapping[str, str]) -> None:
-        if not protocol.verify(fields, self.settings.keys().htouhui_public):
+        if not protocol.verify(fields, self.settings.htouhui_public_keys()):
             raise NotificationRejected("bad signature")
         if fields.get("partner_id") != self.settings.partner_id:
             raise NotificationRejected("other partner")
