@@ -54,6 +54,9 @@ sandbox: $(STAMP) ## the Htouhui sandbox alone on http://127.0.0.1:3100 (SANDBOX
 run: $(STAMP) ## the whole stack from template.yaml: API :3000, DynamoDB :5000, sandbox :3100 (docs/local.md)
 	PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m stack $(ARGS)
 
+demo: $(STAMP) ## one fresh user from register to status 3, step by step, against `make run` (or a stack it starts)
+	PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m stack.demo $(ARGS)
+
 stack-routes: $(STAMP) ## what `make run` would serve, read from template.yaml (routes, tables, event sources)
 	@PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m stack.template $(or $(TEMPLATE),template.yaml)
 
