@@ -372,9 +372,7 @@ class Demo:
             step = parse_page(answer.text)
             forms = [f for f in step.forms if any(value == "success" for _, value, _ in f.buttons)]
             if not forms:
-                code = step.texts.get("code", "").strip()
-                code_note = f" (code {code})" if code else ""
-                raise self.fail(f"no step form on the page {step.title.strip()!r}{code_note}")
+                raise self.fail(f"no step form on the page {step.title.strip()!r}{_htouhui(answer)}")
             step_form = forms[0]
             name = step_form.fields.get("step", "?")
             walked.append(name)
@@ -389,7 +387,9 @@ class Demo:
             if len(walked) > len(EXPECTED_STEPS):
                 raise self.fail(f"more steps than expected: {walked}")
         if answer.status_code != 302:
-            raise self.fail(f"expected the last step to redirect (302), got {answer.status_code}: {_snippet(answer)}")
+            raise self.fail(
+                f"expected a step page (200) or the return (302), got {answer.status_code}{_htouhui(answer)}"
+            )
         if tuple(walked) != EXPECTED_STEPS:
             raise self.fail(f"walked the steps {walked}, expected {list(EXPECTED_STEPS)}")
         return_location = answer.headers.get("location", "")
@@ -464,6 +464,16 @@ class Demo:
             raise self.fail(f"no new UserStatusChanged on the bus within {self.wait:g} s (GET /_local/events)")
         out.line(f"UserStatusChanged published on the bus ({published - events_before} new; GET /_local/events)", 2)
         return view
+
+
+def _htouhui(response: httpx.Response) -> str:
+    """Htouhui's code and message from a sandbox error page (header X-Htouhui-Code, <strong id="code">)."""
+    page = parse_page(response.text) if response.headers.get("content-type", "").startswith("text/html") else None
+    code = response.headers.get("x-htouhui-code") or (page.texts.get("code", "").strip() if page else "")
+    if not code:
+        return f": {_snippet(response)}"
+    message = page.texts.get("message", "").strip() if page else ""
+    return f" (code {code}" + (f": {message})" if message else ")")
 
 
 def _without_query(url: str) -> str:
