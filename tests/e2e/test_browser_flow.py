@@ -55,7 +55,9 @@ STEP_TIMEOUT_MS = 30_000
 
 
 def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium", shutil.which("chromium")):
+    """CHROMIUM_PATH when set (and only it), else Debian's /usr/bin/chromium, else chromium on PATH."""
+    given = os.environ.get("CHROMIUM_PATH")
+    for candidate in (given,) if given else ("/usr/bin/chromium", shutil.which("chromium")):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -70,7 +72,8 @@ def chromium() -> str:
     path = chromium_path()
     if path is None:
         message = (
-            "Chromium not found at /usr/bin/chromium (or CHROMIUM_PATH, or chromium on PATH): the browser test needs "
+            f"Chromium not found at {os.environ.get('CHROMIUM_PATH') or '/usr/bin/chromium (nor chromium on PATH)'}: "
+            "the browser test needs "
             "Debian's chromium package (`apt-get install chromium`; .ci/run installs it)"
         )
         if in_ci():
