@@ -15,8 +15,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYER = ROOT / "layers" / "common"
-if str(LAYER) not in sys.path:
-    sys.path.insert(0, str(LAYER))
+for folder in (LAYER, ROOT / "local"):  # the layer, and the local stack (tables from template.yaml)
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 from bench import cold, reconcile, signing, sizes, warm  # noqa: E402
 from bench.keys import make_keys  # noqa: E402

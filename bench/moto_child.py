@@ -1,6 +1,6 @@
 """A moto DynamoDB server in its own process (as DynamoDB is another machine): prints its URL, runs until
-stdin closes. Requests are applied one at a time (tests/htouhui_dynamo.SerialMotoServer: moto's backend has
-no lock, real DynamoDB applies each request atomically).
+stdin closes. Requests are applied one at a time (the local stack's `stack.aws.serial_moto_server`: moto's
+backend has no lock, real DynamoDB applies each request atomically).
 
 One change to moto, for a cost model closer to DynamoDB's: moto backs up every table a TransactWriteItems
 touches with `copy.deepcopy` before applying it (to roll back on failure), so each transaction costs time
@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT / "tests")
+sys.path[0] = str(ROOT / "local")
 
 import moto.dynamodb.models as dynamodb_models  # noqa: E402
-from htouhui_dynamo import SerialMotoServer  # noqa: E402
+from stack.aws import serial_moto_server  # noqa: E402
 
 
 class _NoTableBackup:
@@ -33,8 +33,9 @@ class _NoTableBackup:
 
 dynamodb_models.copy = _NoTableBackup  # type: ignore[assignment]
 
-server = SerialMotoServer()
+server = serial_moto_server("127.0.0.1", 0)
 server.start()
-print(server.url, flush=True)
+host, port = server.get_host_and_port()
+print(f"http://{host}:{port}", flush=True)
 sys.stdin.read()
 server.stop()

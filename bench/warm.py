@@ -107,44 +107,15 @@ def put_users(client: Any, table: str, items: list[dict[str, Any]]) -> None:
 
 
 def create_tables(client: Any, users: str, notifications: str) -> None:
-    """The two tables of the bundle design (keys, GSIs), without the users table's stream.
+    """The two tables of template.yaml, without the users table's stream.
 
     The stream costs a real DynamoDB write nothing, but moto keeps every stream record inside the table
     object and deep-copies the tables a transaction touches: with a stream, each TransactWriteItems would
     get slower with every write made before it.
     """
-    client.create_table(
-        TableName=users,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "third_party_user_id", "AttributeType": "S"},
-            {"AttributeName": "htouhui_user_id", "AttributeType": "S"},
-            {"AttributeName": "unfinished", "AttributeType": "S"},
-            {"AttributeName": "updated_at", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "third_party_user_id", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by-htouhui-user-id",
-                "KeySchema": [{"AttributeName": "htouhui_user_id", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            },
-            {
-                "IndexName": "unfinished",
-                "KeySchema": [
-                    {"AttributeName": "unfinished", "KeyType": "HASH"},
-                    {"AttributeName": "updated_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-        ],
-    )
-    client.create_table(
-        TableName=notifications,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "notify_no", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "notify_no", "KeyType": "HASH"}],
-    )
+    from stack.aws import create_template_tables
+
+    create_template_tables(client, {"UsersTable": users, "NotificationsTable": notifications}, streams=False)
 
 
 @contextlib.contextmanager

@@ -8,13 +8,16 @@ protection are account features with no local meaning and are left out.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from stack import patterns
@@ -22,6 +25,7 @@ from stack.lambdas import FunctionPool, InvocationFailure
 from stack.template import ACCOUNT_ID, REGION, RuleSource, StreamSource, Table
 
 log = logging.getLogger("stack")
+DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 
 _TABLE_KEYS = ("TableName", "KeySchema", "AttributeDefinitions", "BillingMode", "ProvisionedThroughput")
 _INDEX_KEYS = ("IndexName", "KeySchema", "Projection", "ProvisionedThroughput")
@@ -92,6 +96,29 @@ def create_table_request(table: Table) -> dict[str, Any]:
     if stream and stream.get("StreamViewType"):
         request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
     return request
+
+
+def create_template_tables(
+    dynamodb: Any, names: Mapping[str, str], *, template: Path = DEFAULT_TEMPLATE, streams: bool = True
+) -> None:
+    """Create some of the template's tables under other names (tests, the bench): logical id -> table name.
+
+    The template stays the one source of keys, indexes and streams; `streams=False` leaves the stream out
+    (moto keeps every stream record inside the table, which a long benchmark does not want).
+    """
+    tables = load_tables(template)
+    for logical, name in names.items():
+        request = create_table_request(dataclasses.replace(tables[logical], name=name))
+        if not streams:
+            request.pop("StreamSpecification", None)
+        dynamodb.create_table(**request)
+
+
+@functools.cache
+def load_tables(template: Path) -> dict[str, Table]:
+    from stack.template import load
+
+    return load(template).tables
 
 
 def create_tables(endpoint: str, tables: dict[str, Table]) -> dict[str, dict[str, Any]]:
