@@ -149,6 +149,7 @@ def measure(
 SITE = Path(sysconfig.get_paths()["purelib"])
 BUILT_LAYER = ROOT / ".aws-sam" / "build" / "HtouhuiLayer" / "python"
 LAYER_PACKAGES = (  # the layer's top-level entries when there is no build to read them from
+    "htouhui",
     "aws_lambda_powertools",
     "pydantic",
     "pydantic_core",
