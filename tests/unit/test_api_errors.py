@@ -140,6 +140,8 @@ def test_own_base_url() -> None:
     assert api.own_base_url(_FakeApp(event), "https://pay.example.com/") == "https://pay.example.com"  # type: ignore[arg-type]
     local = http_event("POST", "/x", domain="127.0.0.1:3000", headers={"x-forwarded-proto": "http"})
     assert api.own_base_url(_FakeApp(local), None) == "http://127.0.0.1:3000"  # type: ignore[arg-type]
+    downgrade = http_event("POST", "/x", domain="api.example.com", headers={"x-forwarded-proto": "http"})
+    assert api.own_base_url(_FakeApp(downgrade), None) == "https://api.example.com"  # type: ignore[arg-type]
     odd = http_event("POST", "/x", domain="api.example.com", headers={"x-forwarded-proto": "gopher"})
     assert api.own_base_url(_FakeApp(odd), None) == "https://api.example.com"  # type: ignore[arg-type]
     assert api.own_host("http://127.0.0.1:3000") == "127.0.0.1"

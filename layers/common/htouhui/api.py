@@ -41,6 +41,7 @@ from htouhui.errors import (
     StoreUnavailable,
     UserNotFound,
 )
+from htouhui.models import is_loopback_host
 from htouhui.observability import logger
 
 JSON: Final = "application/json; charset=utf-8"
@@ -332,13 +333,17 @@ def header(app: APIGatewayHttpResolver, name: str) -> str:
 
 
 def own_base_url(app: APIGatewayHttpResolver, public_base_url: str | None) -> str:
-    """PUBLIC_BASE_URL, else the scheme (X-Forwarded-Proto, default https) and host this request came to."""
+    """PUBLIC_BASE_URL, else https and the host this request came to.
+
+    Plain http only when X-Forwarded-Proto says so and the host is a loopback one (the local stack): a
+    caller must not be able to downgrade the notify_url we hand Htouhui.
+    """
     if public_base_url:
         return public_base_url.rstrip("/")
-    scheme = header(app, "x-forwarded-proto").split(",")[0].strip().lower()
-    if scheme not in ("http", "https"):
-        scheme = "https"
     domain = str(app.current_event.request_context.domain_name or "") or header(app, "host")
+    forwarded = header(app, "x-forwarded-proto").split(",")[0].strip().lower()
+    local = is_loopback_host(urlsplit(f"//{domain}").hostname or "")
+    scheme = "http" if forwarded == "http" and local else "https"
     return f"{scheme}://{domain}"
 
 
