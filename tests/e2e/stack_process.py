@@ -8,7 +8,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from conftest import ROOT
@@ -107,3 +110,14 @@ class StackProcess:
                 self.process.wait()
                 raise AssertionError("the stack did not stop on SIGTERM") from None
         return int(self.process.returncode)
+
+
+@contextmanager
+def running_stack(folder: Path, **options: Any) -> Iterator[StackProcess]:
+    """A stack started in `folder` (StackProcess's options), ready, and stopped whatever happens."""
+    process = StackProcess(folder, **options)
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()

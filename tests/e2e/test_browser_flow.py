@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 from conftest import ROOT
-from stack_process import StackProcess
+from stack_process import StackProcess, running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -84,12 +84,8 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    process = StackProcess(tmp_path_factory.mktemp("browser-stack"))
-    try:
-        process.wait_ready()
+    with running_stack(tmp_path_factory.mktemp("browser-stack")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 class MerchantSite:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ROOT
-from stack_process import StackProcess, free_port, port_is_free
+from stack_process import StackProcess, free_port, port_is_free, running_stack
 
 pytestmark = pytest.mark.slow
 
@@ -24,12 +24,8 @@ REAL_NAME = "测试用户"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    process = StackProcess(tmp_path_factory.mktemp("demo-stack"), SANDBOX_TIME_SCALE="1")
-    try:
-        process.wait_ready()
+    with running_stack(tmp_path_factory.mktemp("demo-stack"), SANDBOX_TIME_SCALE="1") as process:
         yield process
-    finally:
-        process.stop()
 
 
 def run_demo(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

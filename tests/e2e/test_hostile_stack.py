@@ -36,7 +36,7 @@ import schemathesis
 from conftest import ROOT
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
-from stack_process import StackProcess
+from stack_process import StackProcess, running_stack
 
 from htouhui import protocol
 
@@ -76,12 +76,8 @@ class RunningStack:
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """`python -m stack` on free ports, exactly as the local stack's own e2e tests start it."""
     folder = tmp_path_factory.mktemp("hostile-stack")
-    process = StackProcess(folder)
-    try:
-        process.wait_ready()
+    with running_stack(folder) as process:
         yield RunningStack(process, folder, api_url=process.url, dynamodb_url=process.dynamodb_url)
-    finally:
-        process.stop()
 
 
 # --- schemathesis on the merchant routes ------------------------------------------------------------------

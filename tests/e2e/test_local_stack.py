@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from stack_process import StackProcess, alive, children, port_is_free
+from stack_process import StackProcess, alive, children, port_is_free, running_stack
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +27,8 @@ REAL_NAME = "张三"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    process = StackProcess(tmp_path_factory.mktemp("stack"))
-    try:
-        process.wait_ready()
+    with running_stack(tmp_path_factory.mktemp("stack")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def wait_for(check: Any, timeout: float = 20.0) -> Any:

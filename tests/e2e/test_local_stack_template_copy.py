@@ -15,7 +15,7 @@ import boto3
 import httpx
 import pytest
 from conftest import ROOT
-from stack_process import StackProcess
+from stack_process import StackProcess, running_stack
 
 pytestmark = pytest.mark.slow
 
@@ -158,12 +158,8 @@ def copy_template(folder: Path) -> Path:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     folder = tmp_path_factory.mktemp("copy")
     template = copy_template(folder)
-    process = StackProcess(folder, template=template, sandbox=False)
-    try:
-        process.wait_ready()
+    with running_stack(folder, template=template, sandbox=False) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def test_the_added_routes_and_table_are_served(stack: StackProcess) -> None:
