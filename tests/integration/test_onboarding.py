@@ -6,6 +6,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -219,6 +220,32 @@ def test_crashed_registration_blocks_only_until_the_lease_expires(
 
 def open_body(**extra: Any) -> OpenAccountBody:
     return OpenAccountBody(id_card=ID_CARD, real_name="张三", **extra)
+
+
+def test_a_rotated_merchant_key_reaches_a_warm_onboarding(
+    store: UserStore, htouhui_private_key: protocol.PrivateKey, clock: Clock, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "merchant_private.pem"
+    key_file.write_bytes((TEST_KEYS / "merchant_private.pem").read_bytes())
+    settings = settings_for(MERCHANT_PRIVATE_KEY=f"file:{key_file}", KEY_CACHE_SECONDS="0")
+    old_fake = FakeHtouhui(
+        PARTNER, htouhui_private_key, protocol.load_public_key((TEST_KEYS / "merchant_public.pem").read_text())
+    )
+    new_key = protocol.generate_private_key()
+    new_fake = FakeHtouhui(PARTNER, htouhui_private_key, new_key.public_key())
+    fakes = [old_fake]
+
+    def build() -> HtouhuiClient:  # Htouhui, as of the moment the client is built: before or after the rotation
+        keys = settings.keys()
+        transport = fakes[-1].transport
+        return HtouhuiClient(settings.client, keys.merchant_private, keys.htouhui_public, transport=transport)
+
+    onboarding = Onboarding(settings, store, build, clock=clock)
+    onboarding.register(body("rotate-1", "13800138001"))
+    key_file.write_bytes(protocol.private_pem(new_key))  # the secret is rotated; Htouhui has the new public key
+    fakes.append(new_fake)
+    onboarding.register(body("rotate-2", "13800138002"))
+    assert old_fake.calls["register"] == 1 and new_fake.calls["register"] == 1
 
 
 def test_open_account_needs_a_registered_user(onboarding: Onboarding, clock: Clock) -> None:

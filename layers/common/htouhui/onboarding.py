@@ -25,7 +25,8 @@ Decisions worth knowing:
 - A query answering status 0 is not stored: for the query interface 0 means "not opened (yet)",
   which cannot tell a user still on Htouhui's pages from a failed opening. Only a notification or a
   browser return records the failure (status 0, stage OPEN_FAILED).
-- The client is built by `client_factory` on first use and reused (it is thread-safe).
+- The client is built by `client_factory` on first use and reused (it is thread-safe), and built again
+  when the settings reload the keys, so a key rotated in Secrets Manager reaches warm containers.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from pydantic import ValidationError
 
 from htouhui import protocol
 from htouhui.client import HtouhuiClient
-from htouhui.config import Settings
+from htouhui.config import Keys, Settings
 from htouhui.errors import (
     HtouhuiProtocolError,
     HtouhuiUserIdMismatch,
@@ -97,13 +98,20 @@ class Onboarding:
         self.store = store
         self._client_factory = client_factory
         self._client: HtouhuiClient | None = None
+        self._client_keys: Keys | None = None
         self._lock = threading.Lock()
         self._clock = clock
 
     def client(self) -> HtouhuiClient:
+        """The Htouhui client, built again when the settings reloaded the keys (a rotation reaches warm containers).
+
+        The client it replaces is not closed: another thread may still be using it; it goes with its last user.
+        """
+        keys = self.settings.keys()
         with self._lock:
-            if self._client is None:
+            if self._client is None or self._client_keys is not keys:
                 self._client = self._client_factory()
+                self._client_keys = keys
             return self._client
 
     def mobile_digest(self, mobile: str) -> str:
