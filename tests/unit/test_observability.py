@@ -69,7 +69,7 @@ def test_mask_structures_by_key_at_any_depth() -> None:
         "mobile": "***",
         "nested": {
             "id_card": "110***********002X",
-            "list": [{"bank_card_number": "***************3445"}, "free 138****5678"],
+            "list": [{"bank_card_number": "****3445"}, "free 138****5678"],
         },
         "password": "",
         "htouhui_user_id": "13800000001",

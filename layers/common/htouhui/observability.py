@@ -25,6 +25,7 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from htouhui.client import CallRecord
+from htouhui.models import mask_bank_card, mask_id_card  # one masking rule for logs and the user view
 
 SERVICE: Final = os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip() or "htouhui-onboarding"
 NAMESPACE: Final = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or "Htouhui"
@@ -51,16 +52,6 @@ _MOBILE: Final = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 _BANK_CARD: Final = re.compile(r"(?<![0-9])[0-9]{15,30}(?![0-9])")
 
 
-def mask_id_card(value: str) -> str:
-    """First 3 and last 4 characters kept (API.md's user view), the rest starred."""
-    return value[:3] + "*" * (len(value) - 7) + value[-4:] if len(value) > 7 else REDACTED
-
-
-def mask_bank_card(value: str) -> str:
-    """Only the last 4 digits kept."""
-    return "*" * (len(value) - 4) + value[-4:] if len(value) > 4 else REDACTED
-
-
 def mask_field(key: str, value: Any) -> Any:
     """The masked form of one named value: personal keys by their rule, everything else by pattern."""
     name = key.lower()
@@ -69,9 +60,9 @@ def mask_field(key: str, value: Any) -> Any:
             return value
         text = str(value)
         if name in ("id_card", "id_no"):
-            return mask_id_card(text)
+            return mask_id_card(text) or REDACTED
         if name in ("bank_card_number", "bank_card", "card_no"):
-            return mask_bank_card(text)
+            return mask_bank_card(text) or REDACTED
         return REDACTED
     if name in SAFE_KEYS and isinstance(value, str) and len(value) <= 32 and value.isalnum():
         return value
@@ -81,8 +72,8 @@ def mask_field(key: str, value: Any) -> Any:
 def mask_text(text: str) -> str:
     """Personal data found by pattern in free text, replaced (identity numbers before mobiles and cards)."""
     text = _KEY_VALUE.sub(_masked_pair, text)
-    text = _ID_CARD.sub(lambda m: mask_id_card(m.group()), text)
-    text = _BANK_CARD.sub(lambda m: mask_bank_card(m.group()), text)
+    text = _ID_CARD.sub(lambda m: mask_id_card(m.group()) or REDACTED, text)
+    text = _BANK_CARD.sub(lambda m: mask_bank_card(m.group()) or REDACTED, text)
     return _MOBILE.sub(lambda m: m.group()[:3] + "****" + m.group()[-4:], text)
 
 
