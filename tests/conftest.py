@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +48,23 @@ def htouhui_private_key() -> protocol.PrivateKey:
 @pytest.fixture(scope="session")
 def htouhui_public_key() -> protocol.PublicKey:
     return protocol.load_public_key((TEST_KEYS / "htouhui_public.pem").read_text())
+
+
+@pytest.fixture
+def log_sink() -> Iterator[io.StringIO]:
+    """What the layer's logger writes (JSON lines, already masked), instead of the terminal."""
+    from htouhui import observability
+
+    sink = io.StringIO()
+    handler = observability.logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    previous = handler.setStream(sink)
+    try:
+        yield sink
+    finally:
+        if previous is not None:
+            handler.setStream(previous)
+
+
+def log_entries(sink: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in sink.getvalue().splitlines() if line.strip()]

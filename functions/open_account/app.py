@@ -6,10 +6,9 @@ page itself, with its Content-Security-Policy. notify_url is always our own /hto
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -21,12 +20,13 @@ from htouhui.api import (
     NOTIFY_PATH,
     RETURN_PATH,
     OpenAccountAnswer,
+    UserIdInPath,
     create_resolver,
     own_base_url,
     own_host,
     wants_html,
 )
-from htouhui.models import THIRD_PARTY_USER_ID_PATTERN, OpenAccountBody
+from htouhui.models import OpenAccountBody
 from htouhui.observability import logger, metrics
 
 app = create_resolver()
@@ -54,9 +54,7 @@ app = create_resolver()
     },
 )
 def open_account(
-    third_party_user_id: Annotated[
-        str, Path(max_length=50, pattern=THIRD_PARTY_USER_ID_PATTERN.pattern, description="the merchant's user id")
-    ],
+    third_party_user_id: UserIdInPath,
     body: OpenAccountBody,
 ) -> Response[Any]:
     base_url = own_base_url(app, runtime.settings().public_base_url)

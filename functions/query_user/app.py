@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from htouhui import runtime
-from htouhui.api import ERROR_RESPONSES, JSON, create_resolver
-from htouhui.models import THIRD_PARTY_USER_ID_PATTERN, UserView
+from htouhui.api import ERROR_RESPONSES, JSON, UserIdInPath, create_resolver
+from htouhui.models import UserView
 from htouhui.observability import logger, metrics
 
 app = create_resolver()
@@ -30,9 +30,7 @@ app = create_resolver()
     | {status: answer for status, answer in ERROR_RESPONSES.items() if status != 409},
 )
 def get_user(
-    third_party_user_id: Annotated[
-        str, Path(max_length=50, pattern=THIRD_PARTY_USER_ID_PATTERN.pattern, description="the merchant's user id")
-    ],
+    third_party_user_id: UserIdInPath,
     refresh: Annotated[bool, Query(description="ask Htouhui (query interface) before answering")] = False,
 ) -> Response[UserView]:
     onboarding = runtime.onboarding()

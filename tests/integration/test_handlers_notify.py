@@ -90,7 +90,6 @@ def test_reordered_3_before_1_keeps_3(registered: Stack, htouhui_private_key: An
         pytest.param(
             lambda fields, key: protocol.signed({**fields, "partner_id": "P9999999999"}, key), id="other-partner"
         ),
-        pytest.param(lambda fields, key: protocol.signed({**fields, "notify_type": "OTHER"}, key), id="other-type"),
         pytest.param(
             lambda fields, key: protocol.signed({**fields, "third_party_user_id": "u-nobody"}, key), id="unknown-user"
         ),

@@ -97,11 +97,13 @@ def test_query_fault_writes_nothing_then_a_retry_succeeds(
     assert view["status"] == 2 and view["stage"] == "PASSWORD_SET"
 
 
-def test_htouhui_unreachable_is_504_and_writes_nothing(fast: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_htouhui_unreachable_is_503_upstream_unreachable_and_writes_nothing(
+    fast: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = dump(fast)
     monkeypatch.setenv("HTOUHUI_BASE_URL", f"http://127.0.0.1:{_closed_port()}")
     runtime.reset()
-    _error(fast.register("u-down", "13812348887"), 504, "upstream_timeout", None)
+    _error(fast.register("u-down", "13812348887"), 503, "upstream_unreachable", None)
     assert dump(fast) == before
     monkeypatch.setenv("HTOUHUI_BASE_URL", fast.sandbox.url)
     runtime.reset()

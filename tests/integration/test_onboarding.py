@@ -317,10 +317,10 @@ def test_notifications_are_verified_deduplicated_and_monotonic(
 @pytest.mark.parametrize(
     ("tamper", "reason"),
     [
-        (lambda f: {**f, "status": "3"}, "bad signature"),  # changed after signing
-        (lambda f: {k: v for k, v in f.items() if k != "sign"}, "bad signature"),
-        (lambda f: {**f, "sign": "not base64!"}, "bad signature"),
-        (lambda f: {**f, "sign_type": "RSA"}, "bad signature"),
+        (lambda f: {**f, "status": "3"}, "bad_signature"),  # changed after signing
+        (lambda f: {k: v for k, v in f.items() if k != "sign"}, "bad_signature"),
+        (lambda f: {**f, "sign": "not base64!"}, "bad_signature"),
+        (lambda f: {**f, "sign_type": "RSA"}, "bad_signature"),
     ],
 )
 def test_tampered_notifications_change_nothing(
@@ -342,16 +342,15 @@ def test_other_partner_malformed_and_unknown_are_rejected(
 ) -> None:
     opened(onboarding)
     cases = {
-        "other partner": fake.notification("shop-1", 1, "X1", partner_id="P9999"),
-        "malformed": fake.notification("shop-1", 7, "X2"),
-        "unsupported type": fake.notification("shop-1", 1, "X3", notify_type="WITHDRAW"),
-        "unknown user": fake.notification("shop-1", 1, "X4", third_party_user_id="stranger"),
-        "user mismatch": fake.notification("shop-1", 1, "X5", htouhui_user_id="99999"),
+        ("other_partner", "partner_id"): fake.notification("shop-1", 1, "X1", partner_id="P9999"),
+        ("invalid_field", "status"): fake.notification("shop-1", 7, "X2"),
+        ("unknown_user", "third_party_user_id"): fake.notification("shop-1", 1, "X4", third_party_user_id="stranger"),
+        ("user_mismatch", "htouhui_user_id"): fake.notification("shop-1", 1, "X5", htouhui_user_id="99999"),
     }
-    for reason, fields in cases.items():
+    for (reason, field), fields in cases.items():
         with pytest.raises(NotificationRejected) as rejected:
             onboarding.accept_notification(fields)
-        assert rejected.value.reason == reason
+        assert (rejected.value.reason, rejected.value.field) == (reason, field) and rejected.value.rule
         assert "shop-1" not in str(rejected.value) and "99999" not in str(rejected.value)
     assert onboarding.view("shop-1").status is None and history_count(dynamodb, onboarding.store) == 0
     assert onboarding.store.get("stranger") is None
@@ -398,13 +397,13 @@ def test_storage_failure_propagates_and_redelivery_succeeds(
 def test_browser_return_applies_without_history(onboarding: Onboarding, fake: FakeHtouhui, dynamodb: Any) -> None:
     opened(onboarding)
     answer = onboarding.accept_return(fake.browser_return("shop-1", 2))
-    assert answer.status == "2" and answer.third_party_user_id == "shop-1"
+    assert (answer.status, answer.third_party_user_id, answer.succeeded) == (2, "shop-1", True)
     assert onboarding.view("shop-1").stage == "PASSWORD_SET"
-    onboarding.accept_return(fake.browser_return("shop-1", 1))  # never lowers
-    assert onboarding.view("shop-1").status == 2
-    with pytest.raises(NotificationRejected, match="not success"):
-        onboarding.accept_return(fake.browser_return("shop-1", 3, code="3001"))
-    with pytest.raises(NotificationRejected, match="bad signature"):
+    lower = onboarding.accept_return(fake.browser_return("shop-1", 1))  # never lowers
+    assert onboarding.view("shop-1").status == 2 and lower.status == 2  # the stored (highest) level is shown
+    failed = onboarding.accept_return(fake.browser_return("shop-1", 3, code="3001"))
+    assert (failed.code, failed.succeeded, failed.status) == ("3001", False, 2)
+    with pytest.raises(NotificationRejected, match="bad_signature"):
         onboarding.accept_return({**fake.browser_return("shop-1", 2), "status": "3"})
     assert onboarding.view("shop-1").status == 2 and history_count(dynamodb, onboarding.store) == 0
 

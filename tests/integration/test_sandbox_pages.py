@@ -12,7 +12,7 @@ from sandbox_helpers import Receiver, RunningSandbox, open_account_form, valid_i
 
 from htouhui import protocol
 from htouhui.client import HtouhuiClient
-from htouhui.models import BrowserReturn, Notification, QueryRequest, RegisterRequest
+from htouhui.models import BrowserReturn, OpenAccountNotification, QueryRequest, RegisterRequest
 
 pytest_plugins = ["sandbox_fixtures"]
 
@@ -57,10 +57,10 @@ def returned(location: str, key: protocol.PublicKey) -> BrowserReturn:
     return BrowserReturn.model_validate(query)
 
 
-def notification(receiver: Receiver, key: protocol.PublicKey, count: int = 1) -> Notification:
+def notification(receiver: Receiver, key: protocol.PublicKey, count: int = 1) -> OpenAccountNotification:
     post = receiver.wait_for(count)[count - 1]
     assert protocol.verify(post.fields, key)
-    return Notification.model_validate(post.fields)
+    return OpenAccountNotification.model_validate(post.fields)
 
 
 @pytest.mark.parametrize(

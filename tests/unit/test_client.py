@@ -364,7 +364,7 @@ def test_an_answer_that_is_not_json_is_a_protocol_error(
     content: bytes, fake: FakeHtouhui, make_client: Callable[..., HtouhuiClient], records: list[CallRecord]
 ) -> None:
     fake.script = [fake.raw(200, content)]
-    with pytest.raises(HtouhuiProtocolError, match="not JSON"):
+    with pytest.raises(HtouhuiProtocolError, match=r"answer \(not_json_http_200\)"):
         make_client().register(REGISTER)
     assert len(fake.requests) == 1
     assert [r.outcome for r in records] == ["unreadable"]
@@ -372,13 +372,22 @@ def test_an_answer_that_is_not_json_is_a_protocol_error(
 
 @pytest.mark.parametrize(
     "content",
-    [b"[]", b'"0000"', b"null", b'{"code": 0}', b'{"code": "0000", "nested": {"a": "b"}}', b'{"code": null}'],
+    [b"[]", b'"0000"', b"null", b'{"code": 0}', b'{"code": "0000", "nested": {"a": "b"}}'],
 )
 def test_json_that_is_not_an_object_of_strings_is_a_protocol_error(
     content: bytes, fake: FakeHtouhui, make_client: Callable[..., HtouhuiClient]
 ) -> None:
     fake.script = [fake.raw(200, content)]
-    with pytest.raises(HtouhuiProtocolError, match="object of strings"):
+    with pytest.raises(HtouhuiProtocolError, match=r"not_a_json_object|not_a_string") as caught:
+        make_client().register(REGISTER)
+    assert caught.value.fields and all(rule in ("not_a_json_object", "not_a_string") for _, rule in caught.value.fields)
+
+
+def test_json_null_is_an_absent_value_so_an_unsigned_null_answer_fails_its_signature(
+    fake: FakeHtouhui, make_client: Callable[..., HtouhuiClient]
+) -> None:
+    fake.script = [fake.raw(200, b'{"code": null}')]
+    with pytest.raises(HtouhuiSignatureError, match="unknown sign_type"):
         make_client().register(REGISTER)
 
 
@@ -421,7 +430,7 @@ def test_a_signed_answer_without_a_result_code_is_a_protocol_error(
         return protocol.signed(fields, htouhui_private_key)
 
     fake.script = [fake.custom(answer)]
-    with pytest.raises(HtouhuiProtocolError, match="result code"):
+    with pytest.raises(HtouhuiProtocolError, match=r"code \(not_four_digits\)"):
         make_client().register(REGISTER)
 
 

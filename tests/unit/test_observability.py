@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import log_entries
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,20 +25,12 @@ BANK_CARD = "6222020200112233445"
 
 
 @pytest.fixture
-def lines() -> Iterator[io.StringIO]:
-    sink = io.StringIO()
-    handler = observability.logger.registered_handler
-    assert isinstance(handler, logging.StreamHandler)
-    previous = handler.setStream(sink)
-    try:
-        yield sink
-    finally:
-        if previous is not None:
-            handler.setStream(previous)
+def lines(log_sink: io.StringIO) -> io.StringIO:
+    return log_sink
 
 
 def _entries(sink: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in sink.getvalue().splitlines() if line.strip()]
+    return log_entries(sink)
 
 
 def test_mask_text_patterns() -> None:
@@ -137,3 +129,9 @@ def test_no_identity_number_or_mobile_survives(first17: str, mobile: str, name: 
     assert id_card not in text and mobile not in text
     masked = observability.mask({"real_name": name, "nested": [{"mobile": mobile}]})
     assert masked == {"real_name": "***", "nested": [{"mobile": "***"}]}
+
+
+def test_grouped_card_numbers_are_masked_but_dates_and_short_groups_are_not() -> None:
+    text = observability.mask_text("card 6222 0202 0011 2233 445 and 6222-0202-0011-2233 on 2026-12-02 at 10:00")
+    assert "0202 0011" not in text and "0202-0011" not in text
+    assert "****3445" in text and "****2233" in text and "2026-12-02" in text

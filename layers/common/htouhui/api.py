@@ -16,7 +16,7 @@ import binascii
 import json
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Final
+from typing import Annotated, Any, Final
 from urllib.parse import urlsplit
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -27,6 +27,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
     ResponseValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from pydantic import BaseModel, ConfigDict
 
 from htouhui.errors import (
@@ -36,12 +37,14 @@ from htouhui.errors import (
     HtouhuiRejected,
     HtouhuiSignatureError,
     HtouhuiTimeout,
+    HtouhuiUnreachable,
     InvalidInput,
     NotificationRejected,
     StoreUnavailable,
     UserNotFound,
+    code_meaning,
 )
-from htouhui.models import is_loopback_host
+from htouhui.models import ThirdPartyUserId, is_loopback_host
 from htouhui.observability import logger
 
 JSON: Final = "application/json; charset=utf-8"
@@ -49,6 +52,8 @@ HTML: Final = "text/html; charset=utf-8"
 # Our JSON bodies are a few hundred bytes; anything far larger is refused before it is parsed.
 MAX_JSON_BODY_BYTES: Final = 16 * 1024
 NOTIFY_PATH: Final = "/htouhui/notify"
+# The merchant's user id in a route's path: the same rules as in a body (a 400 names the field).
+UserIdInPath = Annotated[ThirdPartyUserId, Path(description="the merchant's user id")]
 RETURN_PATH: Final = "/htouhui/return"
 
 # --- the error shape (also the OpenAPI schema of every error answer) ----------------------------------
@@ -98,7 +103,11 @@ ERROR_RESPONSES: Final[dict[int, Any]] = {
         (404, "not_found: unknown third_party_user_id"),
         (409, "conflict: Htouhui 2001/2003/2004/3001, registration first, or registration in progress"),
         (502, "upstream_error: Htouhui answered an error code, a bad signature or something unreadable"),
-        (503, "upstream_busy: Htouhui said 9999 after retries (or our storage is unavailable)"),
+        (
+            503,
+            "upstream_busy: Htouhui said 9999 after retries; upstream_unreachable: Htouhui could not be reached;"
+            " unavailable: our storage",
+        ),
         (504, "upstream_timeout: no answer from Htouhui in time, after retries"),
     )
 }
@@ -143,6 +152,8 @@ def error_for(exc: Exception) -> ApiError:
         return ApiError(502, "upstream_error", "Htouhui's answer could not be read")
     if isinstance(exc, HtouhuiBusy):
         return ApiError(503, "upstream_busy", "Htouhui is busy; try again later", htouhui_code=exc.code)
+    if isinstance(exc, HtouhuiUnreachable):
+        return ApiError(503, "upstream_unreachable", "Htouhui could not be reached; try again later")
     if isinstance(exc, HtouhuiTimeout):
         return ApiError(504, "upstream_timeout", "no answer from Htouhui in time")
     if isinstance(exc, StoreUnavailable):
@@ -157,22 +168,9 @@ def _is_response(error: Any) -> bool:
     return bool(location) and location[0] == "response"
 
 
-_HTOUHUI_CODES: Final = {
-    "1001": "Htouhui rejected our signature",
-    "1002": "Htouhui rejected a parameter",
-    "1003": "Htouhui saw a request number reused",
-    "1004": "Htouhui rejected our timestamp",
-    "2001": "third_party_user_id is already registered with another mobile",
-    "2002": "Htouhui does not know this user",
-    "2003": "the mobile is already registered to another user",
-    "2004": "id_card does not match the user",
-    "3001": "step out of order",
-}
-
-
 def _htouhui_message(code: str) -> str:
     # Htouhui's own message may echo a value; ours never does.
-    return _HTOUHUI_CODES.get(code, f"Htouhui answered {code}")
+    return f"Htouhui answered {code}: {code_meaning(code)[1]}"
 
 
 _REASONS: Final = {

@@ -7,6 +7,7 @@ repeat (PROTOCOL.md §4), so connection errors, time-outs, 5xx and `9999` are re
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,7 @@ from htouhui.errors import (
     HtouhuiRejected,
     HtouhuiSignatureError,
     HtouhuiTimeout,
+    HtouhuiUnreachable,
 )
 from htouhui.models import QueryRequest, QueryResponse, RegisterRequest, RegisterResponse, ResponseCommon
 
@@ -38,6 +40,7 @@ OPEN_ACCOUNT_PATH: Final = "/openapi/user/openAccount"
 DEFAULT_QUERY_PATH: Final = "/openapi/user/query"
 
 _Answer = TypeVar("_Answer", bound=ResponseCommon)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,8 @@ class HtouhuiClient:
             response = self._http.post(path, json=message, timeout=timeout)
         except httpx.TimeoutException as exc:
             raise HtouhuiTimeout(f"no answer from Htouhui within {timeout.read}s") from exc
+        except httpx.ConnectError as exc:
+            raise HtouhuiUnreachable(f"could not connect to Htouhui: {type(exc).__name__}") from exc
         except httpx.TransportError as exc:
             raise _ConnectionFailed(f"could not reach Htouhui: {type(exc).__name__}") from exc
         if response.status_code >= 500:
@@ -171,23 +176,25 @@ class HtouhuiClient:
 
     def _read(self, response: httpx.Response, sent: Mapping[str, str], model: type[_Answer]) -> _Answer:
         body = _json_object_of_strings(response)
-        if not protocol.verify(body, self._htouhui_keys):
-            raise HtouhuiSignatureError("Htouhui's answer is unsigned or its signature does not verify")
+        failure = protocol.verification_failure(body, self._htouhui_keys)
+        if failure is not None:
+            raise HtouhuiSignatureError(f"Htouhui's answer failed signature verification: {failure}")
         for echoed in ("partner_id", "request_no"):
             if body.get(echoed) != sent[echoed]:
-                raise HtouhuiProtocolError(f"Htouhui's answer does not echo our {echoed}")
-        code = body.get("code", "")
+                raise _broken_answer([(echoed, "not_echoed")])
+        code = body.get("code") or ""
         if not (len(code) == 4 and code.isascii() and code.isdigit()):
-            raise HtouhuiProtocolError("Htouhui's answer has no four-digit result code")
+            raise _broken_answer([("code", "not_four_digits")])
         if code == BUSY_CODE:
             raise HtouhuiBusy("Htouhui is busy (9999)", code=code)
         if code != protocol.SUCCESS:
-            raise HtouhuiRejected(code, body.get("message", ""))
+            raise HtouhuiRejected(code, body.get("message") or "")
         try:
-            return model.model_validate(body)
+            return model.read(body)
         except ValidationError as exc:
-            broken = ", ".join(sorted({".".join(map(str, error["loc"])) for error in exc.errors()}))
-            raise HtouhuiProtocolError(f"Htouhui's answer breaks the protocol in: {broken}") from None
+            raise _broken_answer(
+                [(".".join(map(str, error["loc"])) or "answer", str(error["type"])) for error in exc.errors()]
+            ) from None
 
     def _record(self, interface: str, attempt: int, started: float, outcome: str) -> None:
         if self._on_attempt is not None:
@@ -207,7 +214,7 @@ def _outcome(failure: HtouhuiError) -> str:
         return failure.code
     if isinstance(failure, HtouhuiBusy):
         return failure.code or "http_5xx"
-    if isinstance(failure, _ConnectionFailed):
+    if isinstance(failure, _ConnectionFailed | HtouhuiUnreachable):
         return "connection"
     if isinstance(failure, HtouhuiTimeout):
         return "timeout"
@@ -216,11 +223,29 @@ def _outcome(failure: HtouhuiError) -> str:
     return "unreadable"
 
 
-def _json_object_of_strings(response: httpx.Response) -> dict[str, str]:
+def _json_object_of_strings(response: httpx.Response) -> dict[str, str | None]:
+    """The answer's JSON object: every value a string or null (null is what Java writes for "absent", §9)."""
     try:
         body: Any = response.json()
     except ValueError:
-        raise HtouhuiProtocolError(f"Htouhui's answer (HTTP {response.status_code}) is not JSON") from None
-    if not isinstance(body, dict) or not all(isinstance(value, str) for value in body.values()):
-        raise HtouhuiProtocolError("Htouhui's answer is not a JSON object of strings")
+        raise _broken_answer([("answer", f"not_json_http_{response.status_code}")]) from None
+    if not isinstance(body, dict):
+        raise _broken_answer([("answer", "not_a_json_object")])
+    not_text = sorted(name for name, value in body.items() if value is not None and not isinstance(value, str))
+    if not_text:
+        raise _broken_answer([(_loggable(name), "not_a_string") for name in not_text])
     return body
+
+
+def _broken_answer(fields: list[tuple[str, str]]) -> HtouhuiProtocolError:
+    """The error for an answer we cannot read, logged with which field broke which rule (never a value)."""
+    logger.warning(
+        "htouhui answer breaks the protocol",
+        extra={"reason": "protocol_error", "fields": [f"{field}: {rule}" for field, rule in fields]},
+    )
+    described = ", ".join(f"{field} ({rule})" for field, rule in fields)
+    return HtouhuiProtocolError(f"Htouhui's answer breaks the protocol in: {described}", fields=fields)
+
+
+def _loggable(name: str) -> str:
+    return name if name.isascii() and name.isprintable() and len(name) <= 64 else "unnamed"

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Sequence
+
 # Result codes (PROTOCOL.md §5) that mean "the user's data conflicts", not "our integration is wrong".
 CONFLICT_CODES = frozenset({"2001", "2003", "2004", "3001"})
 BUSY_CODE = "9999"
+# PROTOCOL.md §5: what each result code means, in Chinese and English. Our answers and pages show these,
+# never Htouhui's free-text `message` (it may echo a value, SECURITY.md).
+RESULT_CODE_MEANINGS: dict[str, tuple[str, str]] = {
+    "1001": ("签名无效", "signature invalid"),
+    "1002": ("参数无效", "parameter invalid"),
+    "1003": ("请求流水号重复且内容不同", "request_no reused with different content"),
+    "1004": ("时间戳超出允许范围", "timestamp outside the allowed window"),
+    "2001": ("商户用户已用其他手机号注册", "third_party_user_id already registered with another mobile"),
+    "2002": ("海投汇用户不存在或与商户用户不符", "htouhui_user_id unknown or not matching third_party_user_id"),
+    "2003": ("手机号已注册到其他商户用户", "mobile already registered to another third_party_user_id"),
+    "2004": ("身份证号与用户不符", "id_card does not match the user"),
+    "3001": ("步骤顺序错误", "step out of order"),
+    BUSY_CODE: ("系统繁忙，请稍后再试", "system busy, try again later"),
+}
+UNKNOWN_CODE_MEANING: tuple[str, str] = ("未知结果码", "unknown result code")
+
+
+def code_meaning(code: str) -> tuple[str, str]:
+    """(Chinese, English) meaning of a result code of §5."""
+    return RESULT_CODE_MEANINGS.get(code, UNKNOWN_CODE_MEANING)
 
 
 class HtouhuiError(Exception):
@@ -40,8 +63,19 @@ class HtouhuiSignatureError(HtouhuiError):
     """An answer whose signature is missing or does not verify with Htouhui's public key(s)."""
 
 
+class HtouhuiUnreachable(HtouhuiTimeout):
+    """Htouhui could not be reached at all (connection refused, name not resolved), on every attempt."""
+
+
 class HtouhuiProtocolError(HtouhuiError):
-    """An answer we cannot read: not JSON, not an object of strings, fields missing or not echoed."""
+    """An answer we cannot read: not JSON, not an object of strings, fields missing or not echoed.
+
+    `fields` holds (field, rule) pairs, never a value: which field broke which rule, for the log.
+    """
+
+    def __init__(self, message: str, *, fields: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.fields = list(fields)
 
 
 # --- domain errors (the business rules of htouhui.onboarding) -----------------------------------------
@@ -107,17 +141,33 @@ class InvalidInput(OnboardingError):
         self.fields = fields
 
 
+class RejectionReason(enum.StrEnum):
+    """Why a notification or browser return was refused: a closed list, the `reason` dimension of the metric."""
+
+    MALFORMED = "malformed"  # the body or query string is not a form of unique fields (§9)
+    BAD_SIGNATURE = "bad_signature"  # missing, unknown sign_type, or does not verify under our Htouhui key(s)
+    OTHER_PARTNER = "other_partner"  # verified, but for another partner_id
+    INVALID_FIELD = "invalid_field"  # a field that decides state is missing or breaks its rule
+    UNKNOWN_USER = "unknown_user"  # no registered user with that third_party_user_id
+    USER_MISMATCH = "user_mismatch"  # the htouhui_user_id is not the one we stored for that user
+
+
 class NotificationRejected(OnboardingError):
     """A notification or browser return we will not accept (notify answers 400 FAIL, nothing changed).
 
-    `reason` is one of a few fixed words ("bad signature", "other partner", "malformed", "unsupported
-    type", "unknown user", "user mismatch", "not success"): safe to log and to count.
+    `reason` is from the closed list above; `field` and `rule` say which field broke which rule. None of
+    them ever carries a value: all three are safe to log and to count.
     """
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"notification rejected: {reason}")
+    def __init__(self, reason: RejectionReason, *, field: str = "", rule: str = "") -> None:
+        super().__init__(f"notification rejected: {reason}" + (f" ({field}: {rule})" if field else ""))
         self.reason = reason
+        self.field = field
+        self.rule = rule or str(reason)
 
 
 class StoreUnavailable(Exception):
-    """DynamoDB failed in a way other than an expected condition failure (500: retry later)."""
+    """DynamoDB failed in a way other than an expected condition failure.
+
+    The merchant routes answer 503 `unavailable` (retry later); notify answers 500, so Htouhui delivers again.
+    """

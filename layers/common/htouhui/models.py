@@ -8,12 +8,29 @@ can say exactly which field broke which rule without echoing the value (it may b
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
-from typing import Annotated, Final, Literal
+import unicodedata
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Final, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
+
+from htouhui.protocol import SUCCESS
+
+logger = logging.getLogger(__name__)
 
 # --- field rules ----------------------------------------------------------------------------------
 
@@ -25,6 +42,7 @@ THIRD_PARTY_USER_ID_PATTERN: Final = re.compile(r"^[0-9A-Za-z_.:@-]{1,50}$")
 ID_CARD_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CARD_CHECK_CHARACTERS: Final = "10X98765432"
 LOOPBACK_HOSTS: Final = frozenset({"localhost"})
+DOT_SEGMENTS: Final = frozenset({".", ".."})
 
 Status = Literal["0", "1", "2", "3"]
 OpenAccountType = Literal["0", "1", "2"]
@@ -67,6 +85,8 @@ def _check_third_party_user_id(value: str) -> str:
             "third_party_user_id_pattern",
             "third_party_user_id must be 1 to 50 of letters, digits and _ . : @ -",
         )
+    if value in DOT_SEGMENTS:  # a URL path segment of its own: /users/.. would name another resource
+        raise _rule("third_party_user_id_dot_segment", "third_party_user_id must not be . or ..")
     return value
 
 
@@ -94,9 +114,26 @@ def _check_callback_url(value: str) -> str:
     raise _rule("url_scheme", "URL must be https (plain http only for a loopback host)")
 
 
+def _check_printable(value: str) -> str:
+    if not value.isprintable():
+        raise _rule("not_printable", "must hold printable characters only")
+    return value
+
+
 def _check_no_control_characters(value: str) -> str:
     if any(ord(character) < 0x20 or ord(character) == 0x7F for character in value):
         raise _rule("control_characters", "must not contain control characters")
+    return value
+
+
+def _check_name(value: str) -> str:
+    # The bank compares the name with the identity register: an invisible difference fails there, far from here.
+    if value != value.strip():
+        raise _rule("real_name_surrounding_spaces", "real_name must not start or end with spaces")
+    if any(unicodedata.category(character) == "Cf" for character in value):
+        raise _rule(
+            "real_name_invisible_characters", "real_name must not contain zero-width or other invisible characters"
+        )
     return value
 
 
@@ -121,11 +158,31 @@ ThirdPartyUserId = Annotated[
 NotifyUrl = Annotated[str, Field(max_length=200), AfterValidator(_check_callback_url)]
 ReturnUrl = Annotated[str, Field(max_length=256), AfterValidator(_check_callback_url)]
 Password = Annotated[str, Field(min_length=1, max_length=16), AfterValidator(_check_no_control_characters)]
-RealName = Annotated[str, Field(min_length=1, max_length=60), AfterValidator(_check_no_control_characters)]
-BankCardNumber = Annotated[str, Field(min_length=1, max_length=30, pattern=r"^[0-9]+$")]
-Timestamp = Annotated[str, Field(pattern=r"^[0-9]{14}$")]
+RealName = Annotated[
+    str, Field(min_length=1, max_length=60), AfterValidator(_check_no_control_characters), AfterValidator(_check_name)
+]
 ResultCode = Annotated[str, Field(pattern=r"^[0-9]{4}$")]
-Serial = Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,32}$")]
+# What Htouhui sends that we only store or show (§9): any printable text within its maximum length.
+BankCardOnFile = Annotated[str, Field(max_length=30), AfterValidator(_check_printable)]
+NotifyNo = Annotated[str, Field(min_length=1, max_length=32), AfterValidator(_check_printable)]
+
+
+def _ignored_when_broken(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+    """A field we only store or show that breaks its rule is read as absent, never a reason to lose the message.
+
+    The field and the rule it broke (never the value) go to the `ignored` list of the validation context.
+    """
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        ignored = (info.context or {}).get(IGNORED)
+        if isinstance(ignored, list):
+            ignored.append((info.field_name or "?", str(exc.errors()[0]["type"])))
+        return None
+
+
+Tolerant = WrapValidator(_ignored_when_broken)
+IGNORED: Final = "ignored"
 
 
 def _real_name_when_type_needs_it(value: str | None, info: ValidationInfo) -> str | None:
@@ -141,9 +198,29 @@ RealNameForType = Annotated[
 
 
 class _Wire(BaseModel):
-    """A message from Htouhui: unknown fields are kept out of the model but not an error."""
+    """A message from Htouhui, read as PROTOCOL.md §9 says (after its signature was verified as received).
+
+    Empty values and JSON nulls are absent; unknown fields are ignored; fields declared `Tolerant` are read
+    as absent when they break their rule. Fields that decide state or security stay strict.
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_when_empty(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {name: value for name, value in data.items() if value is not None and value != ""}
+        return data
+
+    @classmethod
+    def read(cls, fields: Mapping[str, Any]) -> Self:
+        """The message of these fields; a tolerant field that was ignored is logged by name and rule."""
+        ignored: list[tuple[str, str]] = []
+        message = cls.model_validate(fields, context={IGNORED: ignored})
+        for name, rule in ignored:
+            logger.warning("htouhui field ignored", extra={"message_kind": cls.__name__, "field": name, "rule": rule})
+        return message
 
     def fields(self) -> dict[str, str]:
         """The message as the flat string fields that go on the wire (None dropped)."""
@@ -188,25 +265,30 @@ class OpenAccountForm(_Outbound):
 
 class ResponseCommon(_Wire):
     code: ResultCode
-    message: Annotated[str, Field(max_length=256)]
+    message: Annotated[Annotated[str, Field(max_length=256), AfterValidator(_check_printable)] | None, Tolerant] = None
     partner_id: Annotated[str, Field(min_length=1, max_length=32)]
-    request_no: Serial
-    timestamp: Timestamp
-    sign_type: Annotated[str, Field(max_length=10)]
-    sign: Annotated[str, Field(min_length=1, max_length=1024)]
+    request_no: Annotated[str | None, Tolerant] = None  # echoed: the client compares it with what it sent
+    timestamp: Annotated[Annotated[str, Field(max_length=32)] | None, Tolerant] = None
+    sign_type: str | None = None  # both checked by protocol.verify before the message is read
+    sign: str | None = None
 
 
-def _user_id_on_success(value: str | None, info: ValidationInfo) -> str | None:
-    # A field validator (not a model validator) so that the error's loc names htouhui_user_id;
+def _required_on_success(rule: str) -> Callable[[Any, ValidationInfo], Any]:
+    # A field validator (not a model validator) so that the error's loc names the field;
     # `code` is declared first (ResponseCommon), so it is in info.data when valid.
-    if value is None and info.data.get("code") == "0000":
-        raise _rule("htouhui_user_id_required", "htouhui_user_id is required on a successful register")
-    return value
+    def check(value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.data.get("code") == SUCCESS:
+            raise _rule(rule, f"{info.field_name} is required on a successful answer")
+        return value
+
+    return check
 
 
 class RegisterResponse(ResponseCommon):
     htouhui_user_id: Annotated[
-        HtouhuiUserId | None, Field(default=None, validate_default=True), AfterValidator(_user_id_on_success)
+        HtouhuiUserId | None,
+        Field(default=None, validate_default=True),
+        AfterValidator(_required_on_success("htouhui_user_id_required")),
     ]
     third_party_user_id: Annotated[str, Field(min_length=1, max_length=50)]
 
@@ -215,31 +297,57 @@ class QueryResponse(ResponseCommon):
     htouhui_user_id: HtouhuiUserId | None = None
     third_party_user_id: Annotated[str, Field(min_length=1, max_length=50)]
     status: Status
-    borrower: Borrower
-    bank_card_number: BankCardNumber | None = None
+    borrower: Annotated[Borrower | None, Tolerant] = None
+    bank_card_number: Annotated[BankCardOnFile | None, Tolerant] = None
 
 
 class Notification(_Wire):
-    """The status notification Htouhui POSTs to our notify_url (form fields)."""
+    """The status notification Htouhui POSTs to our notify_url (form fields).
+
+    `notify_type` is optional here: a notification of another (or no) type is acknowledged and kept, not
+    refused (§9); only an OPEN_ACCOUNT one needs `status` and the user ids, which `OpenAccountNotification` adds.
+    """
 
     partner_id: Annotated[str, Field(min_length=1, max_length=32)]
-    notify_no: Serial
-    notify_type: Annotated[str, Field(min_length=1, max_length=32)]
-    timestamp: Timestamp
-    sign_type: Annotated[str, Field(max_length=10)]
-    sign: Annotated[str, Field(min_length=1, max_length=1024)]
+    notify_no: NotifyNo
+    notify_type: Annotated[Annotated[str, Field(max_length=32)] | None, Tolerant] = None
+    timestamp: Annotated[Annotated[str, Field(max_length=32)] | None, Tolerant] = None
+    sign_type: str | None = None
+    sign: str | None = None
+
+
+class OpenAccountNotification(Notification):
     htouhui_user_id: HtouhuiUserId
     third_party_user_id: ThirdPartyUserId
     status: Status
-    bank_card_number: BankCardNumber | None = None
+    bank_card_number: Annotated[BankCardOnFile | None, Tolerant] = None
 
 
 class BrowserReturn(ResponseCommon):
-    """The signed query fields of Htouhui's GET redirect to our return_url."""
+    """The signed query fields of Htouhui's GET redirect to our return_url.
 
-    htouhui_user_id: HtouhuiUserId
-    third_party_user_id: ThirdPartyUserId
-    status: Status
+    On success the user ids and the level are required; a return with another `code` only tells the page why.
+    """
+
+    htouhui_user_id: Annotated[
+        HtouhuiUserId | None,
+        Field(default=None, validate_default=True),
+        AfterValidator(_required_on_success("htouhui_user_id_required")),
+    ]
+    third_party_user_id: Annotated[
+        ThirdPartyUserId | None,
+        Field(default=None, validate_default=True),
+        AfterValidator(_required_on_success("third_party_user_id_required")),
+    ]
+    status: Annotated[
+        Status | None,
+        Field(default=None, validate_default=True),
+        AfterValidator(_required_on_success("status_required")),
+    ]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.code == SUCCESS
 
 
 # --- our own API's bodies (API.md §1) -----------------------------------------------------------------
@@ -286,10 +394,11 @@ def mask_id_card(value: str | None) -> str | None:
 
 
 def mask_bank_card(value: str | None) -> str | None:
-    """Only the last four digits kept; a fixed-width prefix so the card's length is not told either."""
+    """Only the last four characters kept (spaces and hyphens aside); a fixed-width prefix hides the length too."""
     if not value:
         return None
-    return "****" + value[-4:] if len(value) > 4 else "****"
+    compact = value.replace(" ", "").replace("-", "")
+    return "****" + compact[-4:] if len(compact) > 4 else "****"
 
 
 class UserView(BaseModel):

@@ -50,6 +50,8 @@ _ID_CARD: Final = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
 _MOBILE: Final = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 # Bank cards are 15 to 19 digits in practice (up to 30 allowed): 14-digit runs are Htouhui timestamps.
 _BANK_CARD: Final = re.compile(r"(?<![0-9])[0-9]{15,30}(?![0-9])")
+# The same number grouped by spaces or hyphens, as banks print it (§9: taken as sent).
+_GROUPED_CARD: Final = re.compile(r"(?<![0-9])[0-9]{4,6}(?:[ -][0-9]{3,6}){2,5}(?![0-9])")
 
 
 def mask_field(key: str, value: Any) -> Any:
@@ -74,7 +76,13 @@ def mask_text(text: str) -> str:
     text = _KEY_VALUE.sub(_masked_pair, text)
     text = _ID_CARD.sub(lambda m: mask_id_card(m.group()) or REDACTED, text)
     text = _BANK_CARD.sub(lambda m: mask_bank_card(m.group()) or REDACTED, text)
+    text = _GROUPED_CARD.sub(_masked_grouped_card, text)
     return _MOBILE.sub(lambda m: m.group()[:3] + "****" + m.group()[-4:], text)
+
+
+def _masked_grouped_card(match: re.Match[str]) -> str:
+    digits = sum(character.isdigit() for character in match.group())
+    return (mask_bank_card(match.group()) or REDACTED) if 15 <= digits <= 30 else match.group()
 
 
 def _masked_pair(match: re.Match[str]) -> str:
@@ -176,6 +184,8 @@ REGISTRATIONS: Final = "Registrations"
 NOTIFICATIONS_ACCEPTED: Final = "NotificationsAccepted"
 NOTIFICATIONS_REJECTED: Final = "NotificationsRejected"
 NOTIFICATIONS_DUPLICATE: Final = "NotificationsDuplicate"
+NOTIFICATIONS_UNHANDLED: Final = "NotificationsUnhandled"  # verified, of another notify_type: kept, not applied
+RETURNS_REJECTED: Final = "BrowserReturnsRejected"
 USERS_RECONCILED: Final = "UsersReconciled"
 RECONCILE_FAILURES: Final = "ReconcileFailures"
 STATUS_EVENTS_PUBLISHED: Final = "StatusEventsPublished"
@@ -185,6 +195,15 @@ HTOUHUI_RESULT: Final = "HtouhuiResult"
 
 def count(name: str, value: float = 1) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def count_rejection(name: str, reason: str) -> None:
+    """A refusal, counted twice: without a dimension (the alarm's total) and with `reason` (errors.RejectionReason)."""
+    count(name)
+    with single_metric(
+        name=name, unit=MetricUnit.Count, value=1, namespace=NAMESPACE, default_dimensions={"service": SERVICE}
+    ) as metric:
+        metric.add_dimension(name="reason", value=reason)
 
 
 def record_attempt(record: CallRecord) -> None:

@@ -9,16 +9,19 @@ Final signatures (the handlers call exactly these):
     .view(third_party_user_id) -> UserView
     .refresh(third_party_user_id) -> UserView                        # asks Htouhui first
     .check_user(third_party_user_id) -> UserView                     # CheckUserStatus: same as refresh
-    .accept_notification(fields: Mapping[str, str]) -> ApplyOutcome  # APPLIED / STALE / DUPLICATE
-    .accept_return(fields: Mapping[str, str]) -> BrowserReturn
+    .accept_notification(fields: Mapping[str, str]) -> ApplyOutcome  # APPLIED / STALE / DUPLICATE / UNHANDLED
+    .accept_return(fields: Mapping[str, str]) -> ReturnOutcome       # whose, the stored level, Htouhui's code
     .reconcile_unfinished(concurrency: int, *, page_size=100, should_stop=None) -> ReconcileReport
 
 Errors (htouhui.errors): UserNotFound (404); Conflict and its subclasses RegistrationRequired,
 RegistrationInProgress, MobileMismatch, IdCardMismatch, HtouhuiUserIdMismatch (409); InvalidInput
-(400); NotificationRejected(reason) (notify: 400 FAIL); StoreUnavailable (500); and the client's
+(400); NotificationRejected(reason, field, rule) (notify: 400 FAIL); StoreUnavailable (500); and the client's
 HtouhuiRejected / HtouhuiBusy / HtouhuiTimeout / HtouhuiSignatureError / HtouhuiProtocolError.
 
 Decisions worth knowing:
+- What Htouhui sends is verified exactly as received, then read tolerantly (PROTOCOL.md §9, `models._Wire`):
+  strict only where a value decides state or security; a verified notification of another notify_type is
+  acknowledged and kept in the history as unhandled, changing no status.
 - A notification (or browser return) for a third_party_user_id we have not registered is rejected
   ("unknown user": FAIL, nothing stored), so Htouhui delivers it again; it cannot belong to a user
   of ours, since the open-account form is only handed out to registered users.
@@ -38,6 +41,8 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -52,6 +57,8 @@ from htouhui.errors import (
     NotificationRejected,
     RegistrationInProgress,
     RegistrationRequired,
+    RejectionReason,
+    StoreUnavailable,
     UserNotFound,
 )
 from htouhui.models import (
@@ -59,6 +66,7 @@ from htouhui.models import (
     Notification,
     OpenAccountBody,
     OpenAccountForm,
+    OpenAccountNotification,
     QueryRequest,
     QueryResponse,
     RegisterBody,
@@ -170,6 +178,9 @@ class Onboarding:
         return_url = body.return_url or default_return_url
         if not self.settings.is_allowed_return_url(return_url, own_host=own_host):
             raise InvalidInput([("return_url", "return_url_not_allowed")])
+        if _is_own_return_with_query(return_url, default_return_url, own_host):
+            # Htouhui appends its signed fields: ours would join them and the return could never verify.
+            raise InvalidInput([("return_url", "own_return_url_takes_no_query_or_fragment")])
         try:
             form = OpenAccountForm(
                 htouhui_user_id=record.htouhui_user_id or "",
@@ -238,60 +249,86 @@ class Onboarding:
     # --- notification and browser return ------------------------------------------------------------
 
     def accept_notification(self, fields: Mapping[str, str]) -> ApplyOutcome:
-        """Verify (signature first), then record the level: APPLIED, STALE (lower, kept) or DUPLICATE."""
+        """Verify as received, then read tolerantly (§9) and record: APPLIED, STALE, DUPLICATE or UNHANDLED."""
         self._verify(fields)
-        try:
-            notification = Notification.model_validate(dict(fields))
-        except ValidationError:
-            raise NotificationRejected("malformed") from None
+        notification = _read(Notification, fields)
         if notification.notify_type != OPEN_ACCOUNT_NOTIFY_TYPE:
-            raise NotificationRejected("unsupported type")
+            # Refusing would only bring eleven redeliveries: keep it for an operator, change nothing.
+            return self.store.record_unhandled(
+                notification.notify_no, fields, self._clock(), notify_type=notification.notify_type
+            )
+        opened = _read(OpenAccountNotification, fields)
         return self._apply(
             StatusUpdate(
-                third_party_user_id=notification.third_party_user_id,
-                htouhui_user_id=notification.htouhui_user_id,
-                status=int(notification.status),
+                third_party_user_id=opened.third_party_user_id,
+                htouhui_user_id=opened.htouhui_user_id,
+                status=int(opened.status),
                 source="notify",
                 received_at=self._clock(),
-                bank_card_number=notification.bank_card_number,
-                notify_no=notification.notify_no,
-                timestamp=notification.timestamp,
+                bank_card_number=opened.bank_card_number,
+                notify_no=opened.notify_no,
+                timestamp=opened.timestamp,
+                received=dict(fields),
             )
         )
 
-    def accept_return(self, fields: Mapping[str, str]) -> BrowserReturn:
-        """Verify the browser return and apply its level like a notification's (no history record)."""
+    def accept_return(self, fields: Mapping[str, str]) -> ReturnOutcome:
+        """Verify the browser return; on success apply its level like a notification's (no history record).
+
+        The outcome carries the stored (highest) level, or the return's verified level when the store cannot
+        be read: the return only informs the page, the notification is authoritative.
+        """
         self._verify(fields)
+        answer = _read(BrowserReturn, fields)
+        user = answer.third_party_user_id
+        if not answer.succeeded:
+            return ReturnOutcome(user, self._stored_level(user), answer.code)
+        assert user is not None and answer.htouhui_user_id is not None and answer.status is not None
         try:
-            answer = BrowserReturn.model_validate(dict(fields))
-        except ValidationError:
-            raise NotificationRejected("malformed") from None
-        if answer.code != protocol.SUCCESS:
-            raise NotificationRejected("not success")
-        self._apply(
-            StatusUpdate(
-                third_party_user_id=answer.third_party_user_id,
-                htouhui_user_id=answer.htouhui_user_id,
-                status=int(answer.status),
-                source="return",
-                received_at=self._clock(),
+            self._apply(
+                StatusUpdate(
+                    third_party_user_id=user,
+                    htouhui_user_id=answer.htouhui_user_id,
+                    status=int(answer.status),
+                    source="return",
+                    received_at=self._clock(),
+                )
             )
-        )
-        return answer
+        except StoreUnavailable:
+            logger.warning("browser return not recorded: storage unavailable", exc_info=True)
+            return ReturnOutcome(user, int(answer.status), answer.code)
+        stored = self._stored_level(user)
+        return ReturnOutcome(user, int(answer.status) if stored is None else stored, answer.code)
+
+    def _stored_level(self, third_party_user_id: str | None) -> int | None:
+        if third_party_user_id is None:
+            return None
+        try:
+            record = self.store.get(third_party_user_id)
+        except StoreUnavailable:
+            logger.warning("stored level not read: storage unavailable")
+            return None
+        return record.status if record is not None else None
 
     def _verify(self, fields: Mapping[str, str]) -> None:
-        if not protocol.verify(fields, self.settings.htouhui_public_keys()):
-            raise NotificationRejected("bad signature")
+        failure = protocol.verification_failure(fields, self.settings.htouhui_public_keys())
+        if failure is not None:
+            field = "sign_type" if "sign_type" in failure else "sign"
+            raise NotificationRejected(RejectionReason.BAD_SIGNATURE, field=field, rule=failure.replace(" ", "_"))
         if fields.get("partner_id") != self.settings.partner_id:
-            raise NotificationRejected("other partner")
+            raise NotificationRejected(RejectionReason.OTHER_PARTNER, field="partner_id", rule="not_ours")
 
     def _apply(self, update: StatusUpdate) -> ApplyOutcome:
         try:
             return self.store.apply_status(update)
         except UserNotFound:
-            raise NotificationRejected("unknown user") from None
+            raise NotificationRejected(
+                RejectionReason.UNKNOWN_USER, field="third_party_user_id", rule="not_registered"
+            ) from None
         except HtouhuiUserIdMismatch:
-            raise NotificationRejected("user mismatch") from None
+            raise NotificationRejected(
+                RejectionReason.USER_MISMATCH, field="htouhui_user_id", rule="not_the_stored_one"
+            ) from None
 
     # --- reconciliation -----------------------------------------------------------------------------
 
@@ -367,6 +404,39 @@ class Onboarding:
         if not record.registered:
             raise RegistrationRequired()
         return record
+
+
+def _is_own_return_with_query(return_url: str, own_return_url: str, own_host: str | None) -> bool:
+    target, own = urlsplit(return_url), urlsplit(own_return_url)
+    hosts = {(own.hostname or "").lower(), (own_host or "").lower()} - {""}
+    is_own = (target.hostname or "").lower() in hosts and target.path == own.path
+    return is_own and bool(target.query or target.fragment or return_url.endswith(("?", "#")))
+
+
+@dataclass(frozen=True)
+class ReturnOutcome:
+    """What the browser return's page may show: whose, the level (stored, highest), Htouhui's result code."""
+
+    third_party_user_id: str | None
+    status: int | None
+    code: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.code == protocol.SUCCESS
+
+
+_Message = TypeVar("_Message", Notification, OpenAccountNotification, BrowserReturn)
+
+
+def _read(model: type[_Message], fields: Mapping[str, str]) -> _Message:
+    """A verified message read tolerantly; a field that decides state and breaks its rule refuses it."""
+    try:
+        return model.read(fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(map(str, error["loc"])) or "message"
+        raise NotificationRejected(RejectionReason.INVALID_FIELD, field=field, rule=str(error["type"])) from None
 
 
 def _broken_fields(error: ValidationError) -> list[tuple[str, str]]:

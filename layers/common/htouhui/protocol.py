@@ -13,6 +13,7 @@ import hashlib
 import logging
 import re
 import secrets
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Final, TypeVar
@@ -41,6 +42,18 @@ _K = TypeVar("_K", rsa.RSAPrivateKey, rsa.RSAPublicKey)
 
 class KeyFormatError(ValueError):
     """A key could not be loaded; the message says which form was expected."""
+
+
+class MalformedMessage(ValueError):
+    """A form body or query string that is not a well-formed set of unique fields (§9).
+
+    `rule` names what broke and `field` where (a field's name, or "body"), never a value: both are safe to log.
+    """
+
+    def __init__(self, rule: str, field: str = "body") -> None:
+        super().__init__(f"malformed message: {rule} ({field})")
+        self.rule = rule
+        self.field = field
 
 
 # --- canonical string and signature (§3) -------------------------------------------------------
@@ -73,9 +86,14 @@ def signed(fields: Fields, private_key: PrivateKey) -> dict[str, str]:
 
 
 def verify(fields: Fields, public_keys: PublicKey | Iterable[PublicKey]) -> bool:
-    """True when `sign` is a valid RSA2 signature under any of the keys (two during a rotation).
+    """True when `sign` is a valid RSA2 signature under any of the keys (two during a rotation)."""
+    return verification_failure(fields, public_keys) is None
 
-    Never raises: an unknown `sign_type`, a missing `sign` or bad base64 is simply False. A failure
+
+def verification_failure(fields: Fields, public_keys: PublicKey | Iterable[PublicKey]) -> str | None:
+    """None when `sign` verifies under any of the keys, else the rule that failed ("no key matches", ...).
+
+    Never raises: an unknown `sign_type`, a missing `sign` or bad base64 is a failure like any other. A failure
     is logged with the SHA-256 of the canonical string and the keys' fingerprints, never a value.
     """
     # A tuple or list first: an isinstance check against the RSAPublicKey ABC costs more than the rest here.
@@ -93,7 +111,7 @@ def verify(fields: Fields, public_keys: PublicKey | Iterable[PublicKey]) -> bool
     else:
         reason = _verification_failure(fields, keys, text)
     if reason is None:
-        return True
+        return None
     logger.warning(
         "htouhui signature verification failed",
         extra={
@@ -103,7 +121,7 @@ def verify(fields: Fields, public_keys: PublicKey | Iterable[PublicKey]) -> bool
             "key_fingerprints": [fingerprint(key) for key in keys if isinstance(key, rsa.RSAPublicKey)],
         },
     )
-    return False
+    return reason
 
 
 def _verification_failure(fields: Fields, keys: list[PublicKey], text: str) -> str | None:
@@ -136,6 +154,52 @@ def fingerprint(key: PublicKey | PrivateKey) -> str:
     public = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
     der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
+
+
+# --- reading what Htouhui sends (§9) -------------------------------------------------------------------
+
+_PERCENT_ESCAPE: Final = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
+def parse_form(text: str) -> dict[str, str]:
+    """The fields of an `application/x-www-form-urlencoded` text, read as WHATWG's parser does (§9).
+
+    Empty sequences (`&&`, a trailing `&`) are skipped, `name=` is a field with an empty value, `+` is a
+    space, a trailing CR/LF is ignored. Stricter than WHATWG where guessing would be unsafe: bad UTF-8, a bad
+    percent-escape, an empty name or a name given twice raises MalformedMessage (which one was signed?).
+    """
+    fields: dict[str, str] = {}
+    for sequence in text.rstrip("\r\n").split("&"):
+        if not sequence:
+            continue
+        raw_name, _, raw_value = sequence.partition("=")
+        name = _form_decode(raw_name, "name")
+        if not name:
+            raise MalformedMessage("empty_name")
+        if name in fields:
+            raise MalformedMessage("repeated_name", _loggable_name(name))
+        fields[name] = _form_decode(raw_value, _loggable_name(name))
+    return fields
+
+
+def _form_decode(text: str, field: str) -> str:
+    data = text.replace("+", " ").encode("utf-8", errors="surrogatepass")
+    if _PERCENT_ESCAPE.search(data):
+        raise MalformedMessage("bad_percent_escape", field)
+    try:
+        return urllib.parse.unquote_to_bytes(data).decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedMessage("bad_utf8", field) from None
+
+
+def _loggable_name(name: str) -> str:
+    """A field's name as a log may show it: names are not personal data, but a forged one may be anything."""
+    return name if re.fullmatch(r"[0-9A-Za-z_.-]{1,64}", name) else "unnamed"
+
+
+def present(fields: Mapping[str, object]) -> dict[str, object]:
+    """The fields that are there: an empty value, a JSON null and a missing field mean the same (§9)."""
+    return {name: value for name, value in fields.items() if value is not None and value != ""}
 
 
 # --- keys -------------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ class ApplyOutcome(enum.StrEnum):
     APPLIED = "APPLIED"  # the status rose and (for a notification) the history record was written
     STALE = "STALE"  # accepted, but the stored status was already as high: nothing lowered
     DUPLICATE = "DUPLICATE"  # this notify_no was recorded before: nothing written
+    UNHANDLED = "UNHANDLED"  # a notification of another notify_type: kept in the history, no status changed
 
 
 class ClaimOutcome(enum.StrEnum):
@@ -163,6 +164,7 @@ class StatusUpdate:
     borrower: str | None = None
     notify_no: str | None = None  # only notifications carry one; it makes the history record
     timestamp: str | None = None  # Htouhui's, when the event happened
+    received: Mapping[str, str] | None = None  # the notification as received, `sign` included: re-verifiable
 
 
 class _ConditionFailed(Exception):
@@ -413,7 +415,9 @@ class UserStore:
             ":htouhui": {"S": update.htouhui_user_id},
         }
         if update.bank_card_number:
-            sets.append("bank_card_number = :card")
+            # A full number replaces whatever is stored; a masked one only fills a gap (§9).
+            full = is_full_card_number(update.bank_card_number)
+            sets.append("bank_card_number = " + (":card" if full else "if_not_exists(bank_card_number, :card)"))
             values[":card"] = {"S": update.bank_card_number}
         if update.borrower:
             sets.append("borrower = :borrower")
@@ -446,7 +450,36 @@ class UserStore:
         }
         if update.timestamp:
             item["timestamp"] = {"S": update.timestamp}
+        if update.received is not None:
+            item["received"] = _string_map(update.received)
         return {"Item": item, "ConditionExpression": "attribute_not_exists(notify_no)"}
+
+    def record_unhandled(
+        self, notify_no: str, received: Mapping[str, str], now: datetime, *, notify_type: str | None
+    ) -> ApplyOutcome:
+        """Keep a verified notification we do not act on (another notify_type): UNHANDLED, or DUPLICATE."""
+        item: dict[str, Any] = {
+            NOTIFICATIONS_KEY: {"S": notify_no},
+            "received_at": {"S": iso_utc(now)},
+            "source": {"S": "notify"},
+            "unhandled": {"BOOL": True},
+            "received": _string_map(received),
+        }
+        if notify_type:
+            item["notify_type"] = {"S": notify_type}
+        for name in ("third_party_user_id", "htouhui_user_id"):
+            if received.get(name):
+                item[name] = {"S": received[name]}
+        try:
+            self._call(
+                "put_item",
+                TableName=self.notifications_table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(notify_no)",
+            )
+        except _ConditionFailed:
+            return ApplyOutcome.DUPLICATE
+        return ApplyOutcome.UNHANDLED
 
     def _not_higher(self, update: StatusUpdate, old: Mapping[str, Any] | None) -> ApplyOutcome:
         """The user's condition failed: say why, keep the history of a stale notification, fill details."""
@@ -472,8 +505,8 @@ class UserStore:
         if update.borrower and update.borrower != record.borrower:
             sets.append("borrower = :borrower")
             values[":borrower"] = {"S": update.borrower}
-        if update.bank_card_number and not record.bank_card_number:
-            sets.append("bank_card_number = if_not_exists(bank_card_number, :card)")
+        if update.bank_card_number and card_number_improves(record.bank_card_number, update.bank_card_number):
+            sets.append("bank_card_number = :card")
             values[":card"] = {"S": update.bank_card_number}
         if not sets:
             return
@@ -531,6 +564,29 @@ class UserStore:
         except BotoCoreError as exc:
             raise StoreUnavailable(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
         return answer
+
+
+def is_full_card_number(value: str) -> bool:
+    """A card number as the bank issued it: digits, perhaps grouped by spaces or hyphens; not masked."""
+    digits = value.replace(" ", "").replace("-", "")
+    return bool(digits) and digits.isascii() and digits.isdigit()
+
+
+def card_number_improves(stored: str | None, received: str) -> bool:
+    """§9: a masked number fills a gap, a full one replaces a masked one or a different full one."""
+    if not stored:
+        return True
+    if not is_full_card_number(received):
+        return False
+    return not is_full_card_number(stored) or _digits(stored) != _digits(received)
+
+
+def _digits(value: str) -> str:
+    return value.replace(" ", "").replace("-", "")
+
+
+def _string_map(fields: Mapping[str, str]) -> dict[str, Any]:
+    return {"M": {name: {"S": value} for name, value in fields.items() if isinstance(value, str)}}
 
 
 def _key(third_party_user_id: str) -> dict[str, Any]:
