@@ -1,8 +1,10 @@
-"""The Htouhui wire protocol (PROTOCOL.md §2-§3), in one place.
+"""The Htouhui wire protocol (PROTOCOL.md §2-§3, §8, §9), in one place.
 
-Canonical string, RSA2 signatures, key loading and the common fields. The Lambda layer's client
-and the local sandbox both speak through this module, so a merchant who receives a different
-common-field section from Htouhui changes this file and nothing else.
+Canonical string, signatures, key loading, the common fields and the form parser. Every choice the seed
+leaves open is a knob of a `Profile` (§8): field names, hash, what the canonical string holds, timestamp
+format, encoding, success code, acknowledgement. The client, the models, the notify handler, the page
+builder and the sandbox take all of them from here, so a merchant whose document differs writes a
+profile file, not code. Inside the layer, messages use the default profile's names (`internal`).
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import logging
 import re
 import secrets
 import urllib.parse
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Final, TypeVar
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,14 +30,18 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 logger = logging.getLogger(__name__)
 
 VERSION: Final = "1.0"
-SIGN_TYPE: Final = "RSA2"
 SIGN_FIELD: Final = "sign"
+SIGN_TYPE_FIELD: Final = "sign_type"
+TIMESTAMP_FIELD: Final = "timestamp"
+VERSION_FIELD: Final = "version"
+# The names and success code the layer uses inside (the default profile's); `Profile.internal` maps to them.
+PARTNER_FIELD: Final = "partner_id"
+REQUEST_FIELD: Final = "request_no"
+SUCCESS: Final = "0000"
 MIN_KEY_BITS: Final = 2048
 CHINA_STANDARD_TIME: Final = timezone(timedelta(hours=8), "CST")
-TIMESTAMP_FORMAT: Final = "%Y%m%d%H%M%S"
 REQUEST_NO_MAX: Final = 32
 REQUEST_NO_PATTERN: Final = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
-SUCCESS: Final = "0000"
 
 PrivateKey = rsa.RSAPrivateKey
 PublicKey = rsa.RSAPublicKey
@@ -56,41 +65,277 @@ class MalformedMessage(ValueError):
         self.field = field
 
 
+# --- profiles (§8): the assumptions of §2-§6 as data ------------------------------------------------
+
+KNOBS: Final = (
+    "sign_type",
+    "hash",
+    "sign_type_in_canonical",
+    "empty_values",
+    "timestamp_format",
+    "partner_field",
+    "request_field",
+    "request_encoding",
+    "success_code",
+    "ack",
+)
+_HASHES: Final = {"SHA256": hashes.SHA256, "SHA1": hashes.SHA1}
+_TIMESTAMP_TOKENS: Final = {"yyyy": "%Y", "MM": "%m", "dd": "%d", "HH": "%H", "mm": "%M", "ss": "%S"}
+_TIMESTAMP_PATTERN: Final = re.compile(r"yyyy|MM|dd|HH|mm|ss|[-/:. T]")
+_FIELD_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message names the knob (or the file) and what it must be."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One variant of the wire protocol: the ten knobs of PROTOCOL.md §8, checked when built."""
+
+    name: str
+    sign_type: str
+    hash: Literal["SHA256", "SHA1"]
+    sign_type_in_canonical: bool
+    empty_values: Literal["drop", "keep"]
+    timestamp_format: str
+    partner_field: str
+    request_field: str
+    request_encoding: Literal["json", "form"]
+    success_code: str
+    ack: str
+    _strftime: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        problems = _profile_problems(self)
+        if problems:
+            raise ProfileError(f"profile {self.name!r}: " + "; ".join(problems))
+        object.__setattr__(self, "_strftime", _strftime_of(self.timestamp_format))
+
+    @classmethod
+    def from_json(cls, data: Any, name: str) -> Profile:
+        """A profile from its JSON object (the ten keys, nothing else); ProfileError names what is wrong."""
+        if not isinstance(data, dict):
+            raise ProfileError(f"profile {name!r}: must be a JSON object with the keys {', '.join(KNOBS)}")
+        missing = [knob for knob in KNOBS if knob not in data]
+        unknown = sorted(set(data) - set(KNOBS))
+        if missing or unknown:
+            parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+                [f"unknown {', '.join(unknown)}"] if unknown else []
+            )
+            raise ProfileError(f"profile {name!r}: " + "; ".join(parts))
+        return cls(name=name, **data)
+
+    def to_json(self) -> dict[str, Any]:
+        return {knob: getattr(self, knob) for knob in KNOBS}
+
+    # -- the canonical string's rules ------------------------------------------------------------------
+
+    @property
+    def unsigned_fields(self) -> frozenset[str]:
+        return frozenset({SIGN_FIELD} if self.sign_type_in_canonical else {SIGN_FIELD, SIGN_TYPE_FIELD})
+
+    def keeps(self, value: str | None) -> bool:
+        """Whether a value goes into the canonical string: never a missing or null one; "" per the profile."""
+        return value is not None and (value != "" or self.empty_values == "keep")
+
+    # -- timestamps (always China Standard Time) --------------------------------------------------------
+
+    def timestamp(self, now: datetime | None = None) -> str:
+        moment = now if now is not None else datetime.now(UTC)
+        if moment.tzinfo is None:
+            raise ValueError("a naive datetime has no zone; pass an aware one")
+        return moment.astimezone(CHINA_STANDARD_TIME).strftime(self._strftime)
+
+    def parse_timestamp(self, value: str) -> datetime:
+        """The aware datetime of a timestamp in this profile's format; ValueError if it is not one."""
+        if len(value) != len(self.timestamp(datetime(2000, 1, 1, tzinfo=UTC))):
+            raise ValueError(f"timestamp must be {self.timestamp_format}")
+        try:
+            return datetime.strptime(value, self._strftime).replace(tzinfo=CHINA_STANDARD_TIME)
+        except ValueError:
+            raise ValueError(f"timestamp must be {self.timestamp_format}") from None
+
+    # -- names and codes, between the wire and the layer -------------------------------------------------
+
+    def internal(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """A received message with the layer's names (partner_id, request_no) and success code (0000)."""
+        renamed = {self.partner_field: PARTNER_FIELD, self.request_field: REQUEST_FIELD}
+        shadowed = {PARTNER_FIELD, REQUEST_FIELD} - set(renamed)  # a stray `partner_id` is an unknown field here
+        message = {renamed.get(name, name): value for name, value in fields.items() if name not in shadowed}
+        if message.get("code") == self.success_code:
+            message["code"] = SUCCESS
+        return message
+
+    def external(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """A message of the layer's names as this profile sends it (the sandbox's answers)."""
+        renamed = {PARTNER_FIELD: self.partner_field, REQUEST_FIELD: self.request_field}
+        message = {renamed.get(name, name): value for name, value in fields.items()}
+        if message.get("code") == SUCCESS:
+            message["code"] = self.success_code
+        return message
+
+    def is_result_code(self, code: str) -> bool:
+        """A code of §5 (four digits) or this profile's success code."""
+        return code == self.success_code or (len(code) == 4 and code.isascii() and code.isdigit())
+
+
+def _profile_problems(profile: Profile) -> list[str]:
+    problems = []
+    if not (isinstance(profile.sign_type, str) and 0 < len(profile.sign_type) <= 10):
+        problems.append("sign_type must be 1 to 10 characters")
+    if profile.hash not in _HASHES:
+        problems.append(f"hash must be one of {', '.join(_HASHES)}")
+    if not isinstance(profile.sign_type_in_canonical, bool):
+        problems.append("sign_type_in_canonical must be true or false")
+    if profile.empty_values not in ("drop", "keep"):
+        problems.append("empty_values must be drop or keep")
+    if not isinstance(profile.timestamp_format, str) or _strftime_of(profile.timestamp_format) is None:
+        problems.append("timestamp_format must use yyyy MM dd HH mm ss once each, with - / : . T or spaces between")
+    for knob in ("partner_field", "request_field"):
+        value = getattr(profile, knob)
+        if not (isinstance(value, str) and _FIELD_NAME.fullmatch(value)) or value in (SIGN_FIELD, SIGN_TYPE_FIELD):
+            problems.append(f"{knob} must be a field name (letters, digits, _), not sign or sign_type")
+    if profile.partner_field == profile.request_field:
+        problems.append("partner_field and request_field must differ")
+    if profile.request_encoding not in ("json", "form"):
+        problems.append("request_encoding must be json or form")
+    if not (
+        isinstance(profile.success_code, str) and profile.success_code.isascii() and profile.success_code.isdigit()
+    ):
+        problems.append("success_code must be digits")
+    if not (
+        isinstance(profile.ack, str) and profile.ack.isascii() and profile.ack.isprintable() and profile.ack.strip()
+    ):
+        problems.append("ack must be printable ASCII text")
+    return problems
+
+
+def _strftime_of(pattern: str) -> Any:
+    """The strftime format of a Java-style pattern, or None if it is not one we can read back exactly."""
+    if not isinstance(pattern, str):
+        return None
+    tokens = _TIMESTAMP_PATTERN.findall(pattern)
+    if "".join(tokens) != pattern or sorted(t for t in tokens if t in _TIMESTAMP_TOKENS) != sorted(_TIMESTAMP_TOKENS):
+        return None
+    return "".join(_TIMESTAMP_TOKENS.get(token, token) for token in tokens)
+
+
+DEFAULT: Final = Profile(
+    name="default",
+    sign_type="RSA2",
+    hash="SHA256",
+    sign_type_in_canonical=True,
+    empty_values="drop",
+    timestamp_format="yyyyMMddHHmmss",
+    partner_field=PARTNER_FIELD,
+    request_field=REQUEST_FIELD,
+    request_encoding="json",
+    success_code=SUCCESS,
+    ack="SUCCESS",
+)
+BUILT_IN: Final[dict[str, Profile]] = {
+    profile.name: profile
+    for profile in (
+        DEFAULT,
+        Profile(
+            name="alipay-style",
+            sign_type="RSA2",
+            hash="SHA256",
+            sign_type_in_canonical=False,
+            empty_values="drop",
+            timestamp_format="yyyy-MM-dd HH:mm:ss",
+            partner_field="app_id",
+            request_field="out_request_no",
+            request_encoding="form",
+            success_code="10000",
+            ack="success",
+        ),
+        Profile(
+            name="legacy-sha1",
+            sign_type="RSA",
+            hash="SHA1",
+            sign_type_in_canonical=True,
+            empty_values="keep",
+            timestamp_format="yyyyMMddHHmmss",
+            partner_field="merchant_no",
+            request_field="serial_no",
+            request_encoding="json",
+            success_code=SUCCESS,
+            ack="SUCCESS",
+        ),
+    )
+}
+SIGN_TYPE: Final = DEFAULT.sign_type
+
+
+def profile_from_text(text: str, name: str) -> Profile:
+    """A profile from the text of its JSON file."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProfileError(f"profile {name!r}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    return Profile.from_json(data, name)
+
+
+def load_profile(reference: str) -> Profile:
+    """A built-in profile by name, or a profile JSON file by `file:PATH` or a plain path (the command line)."""
+    if reference in BUILT_IN:
+        return BUILT_IN[reference]
+    path = Path(reference.removeprefix("file:"))
+    if reference.startswith("file:") or path.suffix == ".json" or "/" in reference:
+        try:
+            return profile_from_text(path.read_text(encoding="utf-8"), str(path))
+        except OSError as exc:
+            raise ProfileError(f"profile file {path}: cannot be read ({type(exc).__name__})") from None
+    raise ProfileError(f"unknown profile {reference!r}: one of {', '.join(BUILT_IN)}, or file:PATH to a JSON file")
+
+
 # --- canonical string and signature (§3) -------------------------------------------------------
 
 
-def canonical(fields: Fields) -> str:
-    """Every field but `sign`, empty ones dropped, sorted by name, joined raw as name=value&..."""
+def canonical(fields: Fields, profile: Profile = DEFAULT) -> str:
+    """Every field but `sign` (and `sign_type` where the profile says so), missing and null ones dropped,
+    empty ones per the profile, sorted by name, joined raw as name=value&..."""
+    unsigned = profile.unsigned_fields
+    keep_empty = profile.empty_values == "keep"
     # Names are unique, so the pairs sort by name alone (a list joins faster than a generator: verify's hot path).
     return "&".join(
         [
             f"{name}={value}"
             for name, value in sorted(fields.items())
-            if value is not None and value != "" and name != SIGN_FIELD
+            if value is not None and (keep_empty or value != "") and name not in unsigned
         ]
     )
 
 
-def sign(fields: Fields, private_key: PrivateKey) -> str:
-    """Base64 of SHA256withRSA (PKCS#1 v1.5) over the canonical string's UTF-8 bytes."""
-    signature = private_key.sign(canonical(fields).encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
+def sign(fields: Fields, private_key: PrivateKey, profile: Profile = DEFAULT) -> str:
+    """Base64 of RSASSA-PKCS1-v1_5 with the profile's hash over the canonical string's UTF-8 bytes."""
+    data = canonical(fields, profile).encode("utf-8")
+    signature = private_key.sign(data, padding.PKCS1v15(), _HASHES[profile.hash]())
     return base64.b64encode(signature).decode("ascii")
 
 
-def signed(fields: Fields, private_key: PrivateKey) -> dict[str, str]:
-    """The fields with `sign_type` and `sign` set, empty values dropped: ready to send."""
-    message = {name: value for name, value in fields.items() if value not in (None, "") and name != SIGN_FIELD}
-    message["sign_type"] = SIGN_TYPE
-    message[SIGN_FIELD] = sign(message, private_key)
+def signed(fields: Fields, private_key: PrivateKey, profile: Profile = DEFAULT) -> dict[str, str]:
+    """The fields with `sign_type` and `sign` set, ready to send: what the canonical string leaves out is not sent."""
+    message = {
+        name: value
+        for name, value in fields.items()
+        if value is not None and profile.keeps(value) and name != SIGN_FIELD
+    }
+    message[SIGN_TYPE_FIELD] = profile.sign_type
+    message[SIGN_FIELD] = sign(message, private_key, profile)
     return message
 
 
-def verify(fields: Fields, public_keys: PublicKey | Iterable[PublicKey]) -> bool:
-    """True when `sign` is a valid RSA2 signature under any of the keys (two during a rotation)."""
-    return verification_failure(fields, public_keys) is None
+def verify(fields: Fields, public_keys: PublicKey | Iterable[PublicKey], profile: Profile = DEFAULT) -> bool:
+    """True when `sign` is a valid signature under any of the keys (two during a rotation)."""
+    return verification_failure(fields, public_keys, profile) is None
 
 
-def verification_failure(fields: Fields, public_keys: PublicKey | Iterable[PublicKey]) -> str | None:
+def verification_failure(
+    fields: Fields, public_keys: PublicKey | Iterable[PublicKey], profile: Profile = DEFAULT
+) -> str | None:
     """None when `sign` verifies under any of the keys, else the rule that failed ("no key matches", ...).
 
     Never raises: an unknown `sign_type`, a missing `sign` or bad base64 is a failure like any other. A failure
@@ -104,12 +349,12 @@ def verification_failure(fields: Fields, public_keys: PublicKey | Iterable[Publi
     else:
         keys = list(public_keys)
     try:
-        text = canonical(fields)
+        text = canonical(fields, profile)
     except TypeError:  # names that cannot be sorted together: not a message anyone signed
         text = ""
         reason: str | None = "fields are not text"
     else:
-        reason = _verification_failure(fields, keys, text)
+        reason = _verification_failure(fields, keys, text, profile)
     if reason is None:
         return None
     logger.warning(
@@ -124,8 +369,9 @@ def verification_failure(fields: Fields, public_keys: PublicKey | Iterable[Publi
     return reason
 
 
-def _verification_failure(fields: Fields, keys: list[PublicKey], text: str) -> str | None:
-    if fields.get("sign_type") != SIGN_TYPE:
+def _verification_failure(fields: Fields, keys: list[PublicKey], text: str, profile: Profile) -> str | None:
+    # The configured profile's hash only: a sender's sign_type never chooses it (no downgrade to SHA-1).
+    if fields.get(SIGN_TYPE_FIELD) != profile.sign_type:
         return "unknown sign_type"
     encoded = fields.get(SIGN_FIELD)
     if not encoded:
@@ -140,9 +386,10 @@ def _verification_failure(fields: Fields, keys: list[PublicKey], text: str) -> s
         message = text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800"): nobody can have signed it
         return "fields are not valid Unicode"
+    algorithm = _HASHES[profile.hash]()
     for key in keys:
         try:
-            key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+            key.verify(signature, message, padding.PKCS1v15(), algorithm)
         except (InvalidSignature, ValueError, TypeError):
             continue
         return None
@@ -281,40 +528,35 @@ def public_pem(key: PublicKey | PrivateKey) -> bytes:
 
 
 def china_timestamp(now: datetime | None = None) -> str:
-    """`yyyyMMddHHmmss` in China Standard Time, whatever the machine's zone (Lambda runs in UTC)."""
-    moment = now if now is not None else datetime.now(UTC)
-    if moment.tzinfo is None:
-        raise ValueError("a naive datetime has no zone; pass an aware one")
-    return moment.astimezone(CHINA_STANDARD_TIME).strftime(TIMESTAMP_FORMAT)
+    """The default profile's `yyyyMMddHHmmss` in China Standard Time, whatever the machine's zone."""
+    return DEFAULT.timestamp(now)
 
 
 def parse_china_timestamp(value: str) -> datetime:
-    """The aware datetime of a `yyyyMMddHHmmss` China Standard Time stamp; ValueError if malformed."""
-    if not re.fullmatch(r"\d{14}", value):
-        raise ValueError("timestamp must be 14 digits, yyyyMMddHHmmss")
-    return datetime.strptime(value, TIMESTAMP_FORMAT).replace(tzinfo=CHINA_STANDARD_TIME)
+    """The aware datetime of a default-profile timestamp; ValueError if malformed."""
+    return DEFAULT.parse_timestamp(value)
 
 
 def new_request_no(prefix: str = "") -> str:
     """A fresh `request_no`: prefix, CST second, 80 random bits; at most 32 of `[0-9A-Za-z_-]`."""
     if not re.fullmatch(r"[0-9A-Za-z_-]{0,8}", prefix):
         raise ValueError("request_no prefix: at most 8 of [0-9A-Za-z_-]")
-    value = f"{prefix}{china_timestamp()}{secrets.token_hex(5)}"
+    value = f"{prefix}{DEFAULT.timestamp()}{secrets.token_hex(5)}"
     assert REQUEST_NO_PATTERN.fullmatch(value)
     return value
 
 
 def request_common_fields(
-    partner_id: str, *, request_no: str | None = None, now: datetime | None = None
+    partner_id: str, *, profile: Profile = DEFAULT, request_no: str | None = None, now: datetime | None = None
 ) -> dict[str, str]:
-    """The common request fields except `sign` (PROTOCOL.md §2)."""
+    """The common request fields except `sign` (PROTOCOL.md §2), named and formatted as the profile says."""
     number = request_no if request_no is not None else new_request_no()
     if not REQUEST_NO_PATTERN.fullmatch(number):
         raise ValueError("request_no must be 1 to 32 of [0-9A-Za-z_-]")
     return {
-        "partner_id": partner_id,
-        "request_no": number,
-        "timestamp": china_timestamp(now),
-        "version": VERSION,
-        "sign_type": SIGN_TYPE,
+        profile.partner_field: partner_id,
+        profile.request_field: number,
+        TIMESTAMP_FIELD: profile.timestamp(now),
+        VERSION_FIELD: VERSION,
+        SIGN_TYPE_FIELD: profile.sign_type,
     }
