@@ -85,7 +85,7 @@ def notify() -> Response[str]:
             "status": fields.get("status"),
         },
     )
-    return _text(200, "SUCCESS")
+    return _text(200, runtime.settings().profile.ack)
 
 
 @app.get(RETURN_PATH, include_in_schema=False)

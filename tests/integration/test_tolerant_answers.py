@@ -123,7 +123,7 @@ def test_query_answers_read_tolerantly_are_stored(
         ({"status": None}, "status", "missing"),
         ({"status": ""}, "status", "missing"),
         ({"third_party_user_id": None}, "third_party_user_id", "missing"),
-        ({"code": None}, "code", "not_four_digits"),
+        ({"code": None}, "code", "not_a_result_code"),
     ],
 )
 def test_a_query_answer_missing_what_decides_state_stores_nothing_and_names_the_field(

@@ -180,3 +180,27 @@ def test_keygen_refuses_when_only_the_public_file_exists(tmp_path: Path) -> None
     (tmp_path / "merchant_public.pem").write_text("keep me")
     assert run("keygen", "--out", tmp_path).returncode == 2
     assert not (tmp_path / "merchant_private.pem").exists()
+
+
+@pytest.mark.parametrize("how", ["name", "path"])
+def test_every_profile_vector_through_the_cli(how: str, tmp_path: Path) -> None:
+    profiles = json.loads((TEST_KEYS.parent / "profiles.json").read_text(encoding="utf-8"))["profiles"]
+    for name, entry in profiles.items():
+        reference: str | Path = name
+        if how == "path":
+            reference = tmp_path / f"{name}.json"
+            reference.write_text(json.dumps(entry["profile"]), encoding="utf-8")
+        case = entry["valid"][-1]
+        fields = json.dumps(case["fields"], ensure_ascii=False)
+        assert run("canonical", "--profile", reference, stdin=fields).stdout.strip() == case["canonical"]
+        private, public = (TEST_KEYS / f"{case['signer']}_{kind}.pem" for kind in ("private", "public"))
+        assert run("sign", "--key", private, "--profile", reference, stdin=fields).stdout.strip() == case["sign"]
+        signed = json.dumps({**case["fields"], "sign": case["sign"]}, ensure_ascii=False)
+        assert run("verify", "--key", public, "--profile", reference, stdin=signed).returncode == 0
+        others = [other for other in profiles if other != name]
+        assert run("verify", "--key", public, "--profile", others[0], stdin=signed).returncode == 1
+
+
+def test_an_unknown_profile_is_a_usage_error() -> None:
+    done = run("canonical", "--profile", "alipay", stdin="{}")
+    assert done.returncode == 2 and "unknown profile 'alipay'" in done.stderr

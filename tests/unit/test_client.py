@@ -430,7 +430,7 @@ def test_a_signed_answer_without_a_result_code_is_a_protocol_error(
         return protocol.signed(fields, htouhui_private_key)
 
     fake.script = [fake.custom(answer)]
-    with pytest.raises(HtouhuiProtocolError, match=r"code \(not_four_digits\)"):
+    with pytest.raises(HtouhuiProtocolError, match=r"code \(not_a_result_code\)"):
         make_client().register(REGISTER)
 
 

@@ -3,6 +3,7 @@
 canonical                       JSON fields on stdin -> the canonical string
 sign --key PRIVATE.pem          JSON fields on stdin -> the signature (base64)
 verify --key PUBLIC.pem [...]   JSON fields (with sign) on stdin -> valid / invalid (exit 0 / 1)
+  (each takes --profile NAME_OR_PATH: a built-in profile of PROTOCOL.md §8, or a profile JSON file; default: default)
 keygen --out DIR                a new RSA-2048 pair: merchant_private.pem (PKCS#8), merchant_public.pem (SPKI)
 fingerprint --key KEY.pem       SHA-256 of the (public) key: what `verify` failures log, to compare with Htouhui
 """
@@ -26,13 +27,19 @@ EXIT_USAGE = 2
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m htouhui", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("canonical", help="print the canonical string of the JSON fields on stdin")
-    sign = commands.add_parser("sign", help="print the RSA2 signature of the JSON fields on stdin")
+    canonical = commands.add_parser("canonical", help="print the canonical string of the JSON fields on stdin")
+    sign = commands.add_parser("sign", help="print the signature of the JSON fields on stdin")
     sign.add_argument("--key", required=True, type=Path, help="the signer's private key (any PEM or base64 DER)")
     verify = commands.add_parser("verify", help="check the `sign` of the JSON fields on stdin")
     verify.add_argument(
         "--key", required=True, action="append", type=Path, help="a public key; give two during a rotation"
     )
+    for command in (canonical, sign, verify):
+        command.add_argument(
+            "--profile",
+            default=protocol.DEFAULT.name,
+            help=f"a built-in profile ({', '.join(protocol.BUILT_IN)}) or the path of a profile JSON file",
+        )
     keygen = commands.add_parser("keygen", help="write a new RSA-2048 merchant key pair")
     keygen.add_argument("--out", required=True, type=Path, help="the folder to write the two PEM files into")
     keygen.add_argument("--force", action="store_true", help="overwrite existing files")
@@ -47,15 +54,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fingerprint":
             print(protocol.fingerprint(_load_any_key(args.key.read_text())))
             return 0
+        profile = protocol.load_profile(args.profile)
         fields = _read_fields()
         if args.command == "canonical":
-            print(protocol.canonical(fields))
+            print(protocol.canonical(fields, profile))
             return 0
         if args.command == "sign":
-            print(protocol.sign(fields, protocol.load_private_key(args.key.read_text())))
+            print(protocol.sign(fields, protocol.load_private_key(args.key.read_text()), profile))
             return 0
         keys = [protocol.load_public_key(path.read_text()) for path in args.key]
-        valid = protocol.verify(fields, keys)
+        valid = protocol.verify(fields, keys, profile)
         print("valid" if valid else "invalid")
         return 0 if valid else EXIT_INVALID
     except (ValueError, OSError) as exc:

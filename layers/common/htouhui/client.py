@@ -71,6 +71,7 @@ class ClientOptions:
     query_path: str = DEFAULT_QUERY_PATH
     timeouts: Timeouts = field(default_factory=Timeouts)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    profile: protocol.Profile = protocol.DEFAULT
 
     @property
     def open_account_url(self) -> str:
@@ -152,8 +153,9 @@ class HtouhuiClient:
                 return answer
 
     def _attempt(self, path: str, business: Mapping[str, str], model: type[_Answer], deadline: float) -> _Answer:
-        common = protocol.request_common_fields(self.options.partner_id)
-        message = protocol.signed({**business, **common}, self._merchant_key)
+        profile = self.options.profile
+        common = protocol.request_common_fields(self.options.partner_id, profile=profile)
+        message = protocol.signed({**business, **common}, self._merchant_key, profile)
         remaining = max(deadline - self._clock(), 0.001)
         timeouts = self.options.timeouts
         timeout = httpx.Timeout(
@@ -163,7 +165,10 @@ class HtouhuiClient:
             pool=min(timeouts.connect, remaining),
         )
         try:
-            response = self._http.post(path, json=message, timeout=timeout)
+            if profile.request_encoding == "form":
+                response = self._http.post(path, data=message, timeout=timeout)
+            else:
+                response = self._http.post(path, json=message, timeout=timeout)
         except httpx.TimeoutException as exc:
             raise HtouhuiTimeout(f"no answer from Htouhui within {timeout.read}s") from exc
         except httpx.ConnectError as exc:
@@ -175,22 +180,23 @@ class HtouhuiClient:
         return self._read(response, message, model)
 
     def _read(self, response: httpx.Response, sent: Mapping[str, str], model: type[_Answer]) -> _Answer:
+        profile = self.options.profile
         body = _json_object_of_strings(response)
-        failure = protocol.verification_failure(body, self._htouhui_keys)
+        failure = protocol.verification_failure(body, self._htouhui_keys, profile)
         if failure is not None:
             raise HtouhuiSignatureError(f"Htouhui's answer failed signature verification: {failure}")
-        for echoed in ("partner_id", "request_no"):
+        for echoed in (profile.partner_field, profile.request_field):
             if body.get(echoed) != sent[echoed]:
                 raise _broken_answer([(echoed, "not_echoed")])
         code = body.get("code") or ""
-        if not (len(code) == 4 and code.isascii() and code.isdigit()):
-            raise _broken_answer([("code", "not_four_digits")])
+        if not profile.is_result_code(code):
+            raise _broken_answer([("code", "not_a_result_code")])
         if code == BUSY_CODE:
             raise HtouhuiBusy("Htouhui is busy (9999)", code=code)
-        if code != protocol.SUCCESS:
+        if code != profile.success_code:
             raise HtouhuiRejected(code, body.get("message") or "")
         try:
-            return model.read(body)
+            return model.read(profile.internal(body))
         except ValidationError as exc:
             raise _broken_answer(
                 [(".".join(map(str, error["loc"])) or "answer", str(error["type"])) for error in exc.errors()]

@@ -95,6 +95,13 @@ class Settings:
         elif not _is_acceptable_url(base_url):
             problems.append("HTOUHUI_BASE_URL must be an https URL (plain http only for a loopback host)")
 
+        profile = protocol.DEFAULT
+        profile_reference = text("HTOUHUI_PROFILE", protocol.DEFAULT.name) or protocol.DEFAULT.name
+        try:
+            profile = load_profile_setting(profile_reference)
+        except (ValueError, OSError) as exc:
+            problems.append(f"HTOUHUI_PROFILE: {exc}")
+
         query_path = text("HTOUHUI_QUERY_PATH", DEFAULT_QUERY_PATH) or DEFAULT_QUERY_PATH
         if not query_path.startswith("/"):
             problems.append("HTOUHUI_QUERY_PATH must start with '/'")
@@ -135,7 +142,7 @@ class Settings:
         assert partner_id is not None and merchant_source is not None
         return cls(
             partner_id=partner_id,
-            client=ClientOptions(partner_id, base_url, query_path, timeouts, retry),
+            client=ClientOptions(partner_id, base_url, query_path, timeouts, retry, profile),
             merchant_private_key_source=merchant_source,
             htouhui_public_key_sources=htouhui_sources,
             allowed_return_hosts=hosts,
@@ -147,6 +154,11 @@ class Settings:
             event_bus_name=text("EVENT_BUS_NAME"),
             reconcile_concurrency=reconcile_concurrency,
         )
+
+    @property
+    def profile(self) -> protocol.Profile:
+        """The protocol variant Htouhui speaks (PROTOCOL.md §8): HTOUHUI_PROFILE, `default` unless set."""
+        return self.client.profile
 
     def keys(self, *, clock: Callable[[], float] = time.monotonic) -> Keys:
         """The merchant's private key and Htouhui's public key(s): what signing a request needs."""
@@ -225,6 +237,17 @@ class Settings:
         if self.public_base_url:
             allowed.add((urlsplit(self.public_base_url).hostname or "").lower())
         return bool(host) and host in allowed and _is_acceptable_url(url)
+
+
+def load_profile_setting(reference: str) -> protocol.Profile:
+    """HTOUHUI_PROFILE: a built-in name, or the JSON of a profile by `file:`, `ssm:` or `secretsmanager:`."""
+    if reference in protocol.BUILT_IN:
+        return protocol.BUILT_IN[reference]
+    if reference.startswith(("file:", "ssm:", "secretsmanager:")):
+        return protocol.profile_from_text(read_key_source(reference), reference)
+    raise protocol.ProfileError(
+        f"unknown profile {reference!r}: one of {', '.join(protocol.BUILT_IN)}, or file:, ssm:, secretsmanager:"
+    )
 
 
 class KeySourceError(ValueError):

@@ -26,6 +26,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from htouhui.client import CallRecord
 from htouhui.models import mask_bank_card, mask_id_card  # one masking rule for logs and the user view
+from htouhui.protocol import REQUEST_FIELD
 
 SERVICE: Final = os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip() or "htouhui-onboarding"
 NAMESPACE: Final = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or "Htouhui"
@@ -38,7 +39,7 @@ PERSONAL_KEYS: Final = frozenset(
 REDACTED: Final = "***"
 # Identifiers that look like numbers but are not personal data: logged as they are when logged by name.
 SAFE_KEYS: Final = frozenset(
-    {"htouhui_user_id", "request_no", "notify_no", "timestamp", "status", "code", "htouhui_code", "outcome"}
+    {"htouhui_user_id", REQUEST_FIELD, "notify_no", "timestamp", "status", "code", "htouhui_code", "outcome"}
 )
 _KEY_ALTERNATION: Final = "|".join(sorted(PERSONAL_KEYS, key=len, reverse=True))
 # `mobile=138...`, `"mobile": "138..."`, `'mobile': '138...'`, `mobile: 138...` (canonical strings, reprs, JSON)

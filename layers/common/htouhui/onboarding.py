@@ -201,6 +201,7 @@ class Onboarding:
             partner_id=self.settings.partner_id,
             action=self.settings.client.open_account_url,
             merchant_key=merchant_key,
+            profile=self.settings.profile,
         )
 
     # --- query --------------------------------------------------------------------------------------
@@ -250,14 +251,14 @@ class Onboarding:
 
     def accept_notification(self, fields: Mapping[str, str]) -> ApplyOutcome:
         """Verify as received, then read tolerantly (§9) and record: APPLIED, STALE, DUPLICATE or UNHANDLED."""
-        self._verify(fields)
-        notification = _read(Notification, fields)
+        message = self._verify(fields)
+        notification = _read(Notification, message)
         if notification.notify_type != OPEN_ACCOUNT_NOTIFY_TYPE:
             # Refusing would only bring eleven redeliveries: keep it for an operator, change nothing.
             return self.store.record_unhandled(
                 notification.notify_no, fields, self._clock(), notify_type=notification.notify_type
             )
-        opened = _read(OpenAccountNotification, fields)
+        opened = _read(OpenAccountNotification, message)
         return self._apply(
             StatusUpdate(
                 third_party_user_id=opened.third_party_user_id,
@@ -278,8 +279,7 @@ class Onboarding:
         The outcome carries the stored (highest) level, or the return's verified level when the store cannot
         be read: the return only informs the page, the notification is authoritative.
         """
-        self._verify(fields)
-        answer = _read(BrowserReturn, fields)
+        answer = _read(BrowserReturn, self._verify(fields))
         user = answer.third_party_user_id
         if not answer.succeeded:
             return ReturnOutcome(user, self._stored_level(user), answer.code)
@@ -310,13 +310,16 @@ class Onboarding:
             return None
         return record.status if record is not None else None
 
-    def _verify(self, fields: Mapping[str, str]) -> None:
-        failure = protocol.verification_failure(fields, self.settings.htouhui_public_keys())
+    def _verify(self, fields: Mapping[str, str]) -> dict[str, str]:
+        """The message verified exactly as received, then named as the layer reads it (`Profile.internal`)."""
+        profile = self.settings.profile
+        failure = protocol.verification_failure(fields, self.settings.htouhui_public_keys(), profile)
         if failure is not None:
-            field = "sign_type" if "sign_type" in failure else "sign"
+            field = protocol.SIGN_TYPE_FIELD if protocol.SIGN_TYPE_FIELD in failure else protocol.SIGN_FIELD
             raise NotificationRejected(RejectionReason.BAD_SIGNATURE, field=field, rule=failure.replace(" ", "_"))
-        if fields.get("partner_id") != self.settings.partner_id:
-            raise NotificationRejected(RejectionReason.OTHER_PARTNER, field="partner_id", rule="not_ours")
+        if fields.get(profile.partner_field) != self.settings.partner_id:
+            raise NotificationRejected(RejectionReason.OTHER_PARTNER, field=profile.partner_field, rule="not_ours")
+        return profile.internal(fields)
 
     def _apply(self, update: StatusUpdate) -> ApplyOutcome:
         try:

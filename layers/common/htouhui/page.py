@@ -37,11 +37,13 @@ def build_open_account_page(
     partner_id: str,
     action: str,
     merchant_key: protocol.PrivateKey,
+    profile: protocol.Profile = protocol.DEFAULT,
     request_no: str | None = None,
     now: datetime | None = None,
 ) -> OpenAccountPage:
-    common = protocol.request_common_fields(partner_id, request_no=request_no or protocol.new_request_no("OA"), now=now)
-    fields = protocol.signed({**form.fields(), **common}, merchant_key)
+    number = request_no or protocol.new_request_no("OA")
+    common = protocol.request_common_fields(partner_id, profile=profile, request_no=number, now=now)
+    fields = protocol.signed({**form.fields(), **common}, merchant_key, profile)
     return OpenAccountPage(
         method="POST",
         action=action,
