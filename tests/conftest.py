@@ -1,25 +1,14 @@
-"""Fixtures every level shares: the repository's paths, the shared protocol vectors and test keys."""
+"""Fixtures every level shares: the shared protocol vectors and test keys (paths and helpers: helpers.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import PROTOCOL_DIR, TEST_KEYS
 
-ROOT = Path(__file__).resolve().parent.parent
-LAYER = ROOT / "layers" / "common"
-if str(LAYER) not in sys.path:
-    sys.path.insert(0, str(LAYER))
-
-from htouhui import protocol  # noqa: E402 - needs the layer on the path first
-
-SHARED = Path(os.environ.get("HTOUHUI_SHARED_DIR", ROOT.parent / "shared")).resolve()
-PROTOCOL_DIR = SHARED / "protocol"
-TEST_KEYS = PROTOCOL_DIR / "test-keys"
+from htouhui import protocol
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from stack_process import StackProcess, running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_KEYS
-from htouhui_dynamo import create_tables, dynamodb_client, moto_dynamodb
+from helpers import TEST_KEYS, create_tables, dynamodb_client, moto_dynamodb
 from htouhui_fake import FakeHtouhui
 
 from htouhui import protocol

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from htouhui_dynamo import create_tables, dynamodb_client, moto_dynamodb
+from helpers import create_tables, dynamodb_client, moto_dynamodb
 
 from htouhui.errors import (
     HtouhuiUserIdMismatch,
