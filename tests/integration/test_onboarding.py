@@ -365,11 +365,9 @@ def test_key_rotation_accepts_either_htouhui_key(
     onboarding = Onboarding(settings, store, client_factory(settings, fake), clock=clock)
     opened(onboarding)
     assert onboarding.accept_notification(fake.notification("shop-1", 1, "K1")) is ApplyOutcome.APPLIED
-    rotated = FakeHtouhui(PARTNER, new_key, merchant_public_key)
-    rotated.users = fake.users
+    rotated = FakeHtouhui(PARTNER, new_key, merchant_public_key, state=fake.state)
     assert onboarding.accept_notification(rotated.notification("shop-1", 2, "K2")) is ApplyOutcome.APPLIED
-    stranger = FakeHtouhui(PARTNER, protocol.generate_private_key(), merchant_public_key)
-    stranger.users = fake.users
+    stranger = FakeHtouhui(PARTNER, protocol.generate_private_key(), merchant_public_key, state=fake.state)
     with pytest.raises(NotificationRejected):
         onboarding.accept_notification(stranger.notification("shop-1", 3, "K3"))
     assert onboarding.view("shop-1").status == 2
