@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,21 +17,16 @@ def vectors() -> dict[str, Any]:
     return json.loads((PROTOCOL_DIR / "vectors.json").read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="session")
-def merchant_private_key() -> protocol.PrivateKey:
-    return protocol.load_private_key((TEST_KEYS / "merchant_private.pem").read_text())
+def _test_key(name: str, load: Callable[[str], Any]) -> Any:
+    """A session fixture `name`: the shared test key `<name without _key>.pem`, loaded by `load`."""
+
+    def key() -> Any:
+        return load((TEST_KEYS / f"{name.removesuffix('_key')}.pem").read_text())
+
+    return pytest.fixture(scope="session", name=name)(key)
 
 
-@pytest.fixture(scope="session")
-def merchant_public_key() -> protocol.PublicKey:
-    return protocol.load_public_key((TEST_KEYS / "merchant_public.pem").read_text())
-
-
-@pytest.fixture(scope="session")
-def htouhui_private_key() -> protocol.PrivateKey:
-    return protocol.load_private_key((TEST_KEYS / "htouhui_private.pem").read_text())
-
-
-@pytest.fixture(scope="session")
-def htouhui_public_key() -> protocol.PublicKey:
-    return protocol.load_public_key((TEST_KEYS / "htouhui_public.pem").read_text())
+merchant_private_key = _test_key("merchant_private_key", protocol.load_private_key)
+merchant_public_key = _test_key("merchant_public_key", protocol.load_public_key)
+htouhui_private_key = _test_key("htouhui_private_key", protocol.load_private_key)
+htouhui_public_key = _test_key("htouhui_public_key", protocol.load_public_key)

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -29,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin
 
 import httpx
 from sandbox.server import RunningSandbox
-from stack.apigw import ApiServer
+from stack.apigw import Answer, ApiServer, HttpRequest, HttpResponse, not_found
 from stack.aws import create_template_tables, serial_moto_server
 from stack.inprocess import Functions, default_functions, http_event
 
@@ -67,6 +66,7 @@ __all__ = [
     "moto_dynamodb",
     "open_account_form",
     "post_json",
+    "serve",
     "signed_request",
     "valid_id_card",
 ]
@@ -113,6 +113,14 @@ def header(response: dict[str, Any], name: str) -> str | None:
     return None
 
 
+def serve(answer: Answer) -> ApiServer:
+    """The local stack's HTTP server (`stack.apigw.ApiServer`) answering with `answer`, on 127.0.0.1 and a free
+    port, in a daemon thread; `.url`, and `.shutdown()` then `.server_close()` to stop it."""
+    server = ApiServer(("127.0.0.1", 0), answer)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server
+
+
 class Bridge:
     """The local stack's HTTP API (`stack.apigw.ApiServer`) on 127.0.0.1 and an ephemeral port, answering with
     the functions run in this process. `before(function, event)` sees each event first; `invocations` lists
@@ -120,8 +128,7 @@ class Bridge:
 
     def __init__(self, functions: Functions | None = None) -> None:
         self.functions = functions or default_functions()
-        self._server = ApiServer(("127.0.0.1", 0), self.functions.handle)
-        threading.Thread(target=self._server.serve_forever, name="bridge", daemon=True).start()
+        self._server = serve(self.functions.handle)
         self.url = self._server.url
         self.authority = self.url.removeprefix("http://")
 
@@ -346,35 +353,19 @@ class Receiver:
         self.posts: list[Post] = []
         self.answer = answer or (lambda _n: (200, "SUCCESS"))
         self._cond = threading.Condition()
-        receiver = self
+        self._server = serve(self._receive)
+        self.url = f"{self._server.url}/htouhui/notify"
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver._cond:
-                    receiver.posts.append(
-                        Post(time.monotonic(), dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True)), body)
-                    )
-                    number = len(receiver.posts)
-                    receiver._cond.notify_all()
-                status, text = receiver.answer(number)
-                payload = text.encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=lambda: self._httpd.serve_forever(poll_interval=0.05), daemon=True)
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/htouhui/notify"
+    def _receive(self, request: HttpRequest) -> tuple[HttpResponse, str]:
+        if request.method != "POST":
+            return not_found(), "not a post"
+        with self._cond:
+            fields = dict(parse_qsl(request.body.decode("utf-8"), keep_blank_values=True))
+            self.posts.append(Post(time.monotonic(), fields, request.body))
+            number = len(self.posts)
+            self._cond.notify_all()
+        status, text = self.answer(number)
+        return HttpResponse(status, [("Content-Type", "text/plain")], text.encode("utf-8")), "received"
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Post]:
         deadline = time.monotonic() + timeout
@@ -387,8 +378,8 @@ class Receiver:
             return list(self.posts)
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def make_client(
