@@ -1,6 +1,7 @@
 """Fixtures of the integration tests: real neighbours over real sockets.
 
-- `aws`: a moto DynamoDB server (one per module), its endpoint URL.
+- `aws`: a moto DynamoDB server (one per module), its endpoint URL; `dynamodb`: a client of it; `tables`: a
+  fresh pair of the template's tables (users, notifications).
 - `stack_sandbox`: the Htouhui sandbox over HTTP (one per module, fast delivery schedule).
 - `bridge`: the local stack's HTTP API answering with the functions run in this process (one per module).
 - `stack`: one configured stack per test: fresh tables, the template's environment pointed at those three.
@@ -41,6 +42,21 @@ def aws() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def dynamodb(aws: str) -> Any:
+    """A boto3 DynamoDB client of the `aws` server."""
+    return dynamodb_client(aws)
+
+
+@pytest.fixture
+def tables(dynamodb: Any) -> tuple[str, str]:
+    """A fresh pair of the template's tables (users, notifications), named for this test."""
+    suffix = uuid.uuid4().hex[:8]
+    users, notifications = f"users-{suffix}", f"notifications-{suffix}"
+    create_tables(dynamodb, users, notifications)
+    return users, notifications
+
+
 @pytest.fixture(scope="module")
 def stack_sandbox(
     merchant_public_key: protocol.PublicKey, htouhui_private_key: protocol.PrivateKey
@@ -65,11 +81,14 @@ def bridge() -> Iterator[Bridge]:
 
 
 @pytest.fixture
-def stack(aws: str, stack_sandbox: RunningSandbox, bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    client = dynamodb_client(aws)
-    suffix = uuid.uuid4().hex[:8]
-    users, notifications = f"users-{suffix}", f"notifications-{suffix}"
-    create_tables(client, users, notifications)
+def stack(
+    dynamodb: Any,
+    tables: tuple[str, str],
+    stack_sandbox: RunningSandbox,
+    bridge: Bridge,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Stack]:
+    users, notifications = tables
     environment = bridge.functions.environment(
         {
             "HTOUHUI_PARTNER_ID": PARTNER_ID,
@@ -104,7 +123,7 @@ def stack(aws: str, stack_sandbox: RunningSandbox, bridge: Bridge, monkeypatch: 
     bridge.before = None
     bridge.invocations.clear()
     try:
-        yield Stack(bridge, stack_sandbox, client, users, notifications, calls)
+        yield Stack(bridge, stack_sandbox, dynamodb, users, notifications, calls)
     finally:
         runtime.reset()
         bridge.before = None

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import TEST_KEYS, create_tables, dynamodb_client, moto_dynamodb
+from helpers import TEST_KEYS
 from htouhui_fake import FakeHtouhui
 
 from htouhui import protocol
@@ -65,22 +64,9 @@ def settings_for(**extra: str) -> Settings:
     )
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with moto_dynamodb() as url:
-        yield url
-
-
 @pytest.fixture
-def dynamodb(endpoint: str) -> Any:
-    return dynamodb_client(endpoint)
-
-
-@pytest.fixture
-def store(dynamodb: Any) -> UserStore:
-    suffix = uuid.uuid4().hex[:8]
-    create_tables(dynamodb, f"users-{suffix}", f"notifications-{suffix}")
-    return UserStore(f"users-{suffix}", f"notifications-{suffix}", dynamodb=dynamodb, sleep=lambda _: None)
+def store(dynamodb: Any, tables: tuple[str, str]) -> UserStore:
+    return UserStore(*tables, dynamodb=dynamodb, sleep=lambda _: None)
 
 
 @pytest.fixture
