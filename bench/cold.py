@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.environment import ROOT, function_environment, function_ids, load_template
+from bench.environment import ROOT, function_environment, function_ids
+from bench.environment import functions as template_functions
 from bench.stats import Figure, median
 
 CHILD = Path(__file__).resolve().parent / "cold_child.py"
@@ -39,16 +40,16 @@ class Target:
 
 
 def targets(keys_dir: Path, functions: list[str] | None = None) -> list[Target]:
-    template = load_template()
+    source = template_functions()
     base = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG", "TMPDIR")}
     base.update(AWS_ENV)
-    names = functions or sorted(function_ids(template))
+    names = functions or sorted(function_ids(source))
     found = [
         Target("(bare interpreter)", "-", "", base),
         Target("floor", str(FLOOR), "", base),
     ]
     for name in names:
-        env = {**base, **function_environment(name, keys_dir=keys_dir, template=template)}
+        env = {**base, **function_environment(name, keys_dir=keys_dir, source=source)}
         found.append(Target(name, str(ROOT / "functions" / name), str(LAYER), env, setup="setup"))
     return found
 

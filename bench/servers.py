@@ -6,15 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from bench.environment import ROOT
+from bench.environment import PARTNER_ID, ROOT
 
 HERE = Path(__file__).resolve().parent
 AWS_ENV = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-PARTNER_ID = "P2026000001"
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
@@ -50,63 +49,38 @@ class Peer:
 
 
 @contextmanager
-def moto_server() -> Iterator[Peer]:
-    env = {**os.environ, **AWS_ENV}
+def _peer(command: list[str], env: dict[str, str], url_of: Callable[[str], str | None], what: str) -> Iterator[Peer]:
+    """Start `command`, read its standard output until `url_of` finds the URL it serves on; stop it after."""
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "moto_child.py")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
     )
     try:
         assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        if not url.startswith("http"):
-            raise RuntimeError("the moto server did not start")
+        url = None
+        for _ in range(40):
+            line = process.stdout.readline()
+            url = url_of(line) if line else ""
+            if url is not None:
+                break
+        if not url or not url.startswith("http"):
+            raise RuntimeError(f"the {what} did not start")
         yield Peer(process, url)
     finally:
         if process.stdin:
-            process.stdin.close()
+            process.stdin.close()  # the moto child's signal to stop
         _stop(process)
 
 
-@contextmanager
-def sandbox_server(keys_dir: Path) -> Iterator[Peer]:
+def moto_server() -> AbstractContextManager[Peer]:
+    """A moto DynamoDB server (`moto_child.py`): its first line is its URL."""
+    command = [sys.executable, str(HERE / "moto_child.py")]
+    return _peer(command, {**os.environ, **AWS_ENV}, lambda line: line.strip(), "moto server")
+
+
+def sandbox_server(keys_dir: Path) -> AbstractContextManager[Peer]:
     """`python -m sandbox serve` on a free port, quiet, with the bench's keys."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'common'}{os.pathsep}{ROOT / 'local'}"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox",
-            "serve",
-            "--port",
-            "0",
-            "--quiet",
-            "--keys-dir",
-            str(keys_dir),
-            "--partner-id",
-            PARTNER_ID,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stdout is not None
-        url = ""
-        for _ in range(40):
-            line = process.stdout.readline()
-            if not line:
-                break
-            if line.startswith("Htouhui sandbox on "):
-                url = line.split()[3]
-                break
-        if not url.startswith("http"):
-            raise RuntimeError("the sandbox did not start")
-        yield Peer(process, url)
-    finally:
-        _stop(process)
+    command = [sys.executable, "-m", "sandbox", "serve", "--port", "0", "--quiet", "--keys-dir", str(keys_dir)]
+    command += ["--partner-id", PARTNER_ID]
+    prefix = "Htouhui sandbox on "
+    return _peer(command, env, lambda line: line.split()[3] if line.startswith(prefix) else None, "sandbox")

@@ -11,21 +11,20 @@ invocations of each (connection set-up, key loading) are not counted.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import logging
 import os
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from bench.environment import ROOT, function_environment
+from stack.inprocess import http_event
+
+from bench.environment import function_environment, functions
 from bench.servers import AWS_ENV, PARTNER_ID
 from bench.stats import Figure, interleave_blocks, median, percentile
 
@@ -34,54 +33,10 @@ USERS_TABLE = "UsersTable"  # what the template's !Ref of the table resolves to 
 NOTIFICATIONS_TABLE = "NotificationsTable"
 
 
-def load_handler(name: str) -> ModuleType:
-    path = ROOT / "functions" / name / "app.py"
-    spec = importlib.util.spec_from_file_location(f"bench_fn_{name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-class Context:
-    function_name = "notify"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:notify"
-    function_version = "$LATEST"
-    log_group_name = "/aws/lambda/notify"
-    log_stream_name = "bench"
-
-    def __init__(self) -> None:
-        self.aws_request_id = str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 25_000
-
-
 def notify_event(body: str) -> dict[str, Any]:
-    now = time.time()
-    return {
-        "version": "2.0",
-        "routeKey": "POST /htouhui/notify",
-        "rawPath": "/htouhui/notify",
-        "rawQueryString": "",
-        "headers": {"content-type": "application/x-www-form-urlencoded", "host": "api.example.com"},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "bench",
-            "domainName": "api.example.com",
-            "domainPrefix": "api",
-            "http": {"method": "POST", "path": "/htouhui/notify", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.9"},
-            "requestId": uuid.uuid4().hex,
-            "routeKey": "POST /htouhui/notify",
-            "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "timeEpoch": int(now * 1000),
-        },
-        "body": body,
-        "isBase64Encoded": False,
-    }
+    """What API Gateway hands the notify function for Htouhui's form post of `body`."""
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    return http_event("POST", "/htouhui/notify", body=body, headers=headers, domain="api.example.com", iam=False)
 
 
 def user_item(user: str, htouhui_user_id: str, id_card: str, updated_at: str) -> dict[str, Any]:
@@ -297,9 +252,9 @@ def measure(
         progress(f"warm notify: {len(SIDES) * per_side} users seeded, notifications signed")
 
         runtime.reset()
-        module = load_handler("notify")
+        source = functions()
         floor, floor_transaction = floor_handlers(htouhui_public, dynamodb)
-        handlers: dict[str, Handler] = {"real": module.lambda_handler, "floor": floor, "floor_tx": floor_transaction}
+        handlers: dict[str, Handler] = {"real": source.handler("notify"), "floor": floor, "floor_tx": floor_transaction}
         total: dict[str, list[float]] = {side: [] for side in SIDES}
         own: dict[str, list[float]] = {side: [] for side in SIDES}
         answers: dict[str, dict[str, int]] = {side: {} for side in SIDES}
@@ -311,7 +266,7 @@ def measure(
                 event = side_events[index]
                 waited = wire.seconds
                 started = time.perf_counter()
-                answer = handler(event, Context())
+                answer = handler(event, source.context("notify"))
                 elapsed = time.perf_counter() - started
                 status = str(answer["statusCode"])
                 answers[side][status] = answers[side].get(status, 0) + 1

@@ -1,28 +1,17 @@
-"""Fixtures every level shares: the repository's paths, the shared protocol vectors and test keys."""
+"""Fixtures every level shares: the shared protocol vectors and test keys (paths and helpers: helpers.py)."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
-import os
-import sys
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import PROTOCOL_DIR, TEST_KEYS
 
-ROOT = Path(__file__).resolve().parent.parent
-LAYER = ROOT / "layers" / "common"
-if str(LAYER) not in sys.path:
-    sys.path.insert(0, str(LAYER))
-
-from htouhui import protocol  # noqa: E402 - needs the layer on the path first
-
-SHARED = Path(os.environ.get("HTOUHUI_SHARED_DIR", ROOT.parent / "shared")).resolve()
-PROTOCOL_DIR = SHARED / "protocol"
-TEST_KEYS = PROTOCOL_DIR / "test-keys"
+from htouhui import protocol
 
 
 @pytest.fixture(scope="session")
@@ -30,24 +19,19 @@ def vectors() -> dict[str, Any]:
     return json.loads((PROTOCOL_DIR / "vectors.json").read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="session")
-def merchant_private_key() -> protocol.PrivateKey:
-    return protocol.load_private_key((TEST_KEYS / "merchant_private.pem").read_text())
+def _test_key(name: str, load: Callable[[str], Any]) -> Any:
+    """A session fixture `name`: the shared test key `<name without _key>.pem`, loaded by `load`."""
+
+    def key() -> Any:
+        return load((TEST_KEYS / f"{name.removesuffix('_key')}.pem").read_text())
+
+    return pytest.fixture(scope="session", name=name)(key)
 
 
-@pytest.fixture(scope="session")
-def merchant_public_key() -> protocol.PublicKey:
-    return protocol.load_public_key((TEST_KEYS / "merchant_public.pem").read_text())
-
-
-@pytest.fixture(scope="session")
-def htouhui_private_key() -> protocol.PrivateKey:
-    return protocol.load_private_key((TEST_KEYS / "htouhui_private.pem").read_text())
-
-
-@pytest.fixture(scope="session")
-def htouhui_public_key() -> protocol.PublicKey:
-    return protocol.load_public_key((TEST_KEYS / "htouhui_public.pem").read_text())
+merchant_private_key = _test_key("merchant_private_key", protocol.load_private_key)
+merchant_public_key = _test_key("merchant_public_key", protocol.load_public_key)
+htouhui_private_key = _test_key("htouhui_private_key", protocol.load_private_key)
+htouhui_public_key = _test_key("htouhui_public_key", protocol.load_public_key)
 
 
 @pytest.fixture
@@ -64,7 +48,3 @@ def log_sink() -> Iterator[io.StringIO]:
     finally:
         if previous is not None:
             handler.setStream(previous)
-
-
-def log_entries(sink: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in sink.getvalue().splitlines() if line.strip()]

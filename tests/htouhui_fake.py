@@ -1,33 +1,25 @@
-"""An in-process Htouhui for tests: an httpx.MockTransport that speaks PROTOCOL.md's register and query.
+"""An in-process Htouhui for tests: an httpx.MockTransport over the sandbox's own rules (`sandbox.rules`).
 
-It verifies the merchant's signature, answers signed with Htouhui's test key, keeps users, and lets a
-test make a call fail (`fail`), slow a call down (`delay`), or set what Htouhui knows (`set_status`).
-It counts every call, so a test can say "one call to Htouhui". Import: `from htouhui_fake import FakeHtouhui`.
+Register and query are decided exactly as the sandbox decides them (signature, partner, timestamp window,
+replays, codes), on the sandbox's memory (`sandbox.state.Store`), without a socket. On top, what a test
+needs: make the next calls fail (`fail`), slow calls down (`delay`), fail every query of one user
+(`user_failures`), set what Htouhui knows (`set_status`); every call is counted, so a test can say "one call
+to Htouhui". Import: `from htouhui_fake import FakeHtouhui`.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
+from sandbox import rules
+from sandbox.state import Store, User
 
 from htouhui import protocol
 from htouhui.client import DEFAULT_QUERY_PATH, REGISTER_PATH
-
-
-@dataclass
-class FakeUser:
-    third_party_user_id: str
-    mobile: str
-    htouhui_user_id: str
-    status: int = 0
-    id_card: str | None = None
-    bank_card_number: str | None = None
-    borrower: str = "0"
 
 
 class FakeHtouhui:
@@ -38,12 +30,13 @@ class FakeHtouhui:
         merchant_public_key: protocol.PublicKey,
         *,
         query_path: str = DEFAULT_QUERY_PATH,
+        state: Store | None = None,
     ) -> None:
         self.partner_id = partner_id
         self._key = htouhui_private_key
-        self._merchant = merchant_public_key
-        self.query_path = query_path
-        self.users: dict[str, FakeUser] = {}
+        self._merchant = rules.Merchant(partner_id, merchant_public_key)
+        self.state = state or Store(partner_id)
+        self.interfaces = {REGISTER_PATH: "register", query_path: "query"}
         self.calls: Counter[str] = Counter()
         self.failures: dict[str, list[str]] = defaultdict(list)  # interface -> codes to answer next
         self.user_failures: dict[str, str] = {}  # third_party_user_id -> code for every query of that user
@@ -51,8 +44,11 @@ class FakeHtouhui:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._next_id = 10000
         self.transport = httpx.MockTransport(self.handle)
+
+    @property
+    def users(self) -> dict[str, User]:
+        return self.state.users
 
     # --- controls -----------------------------------------------------------------------------------
 
@@ -73,7 +69,7 @@ class FakeHtouhui:
     # --- the transport ------------------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        interface = {REGISTER_PATH: "register", self.query_path: "query"}.get(request.url.path)
+        interface = self.interfaces.get(request.url.path)
         if interface is None:
             return httpx.Response(404)
         with self._lock:
@@ -84,97 +80,44 @@ class FakeHtouhui:
         try:
             if interface in self.delay:
                 time.sleep(self.delay[interface])
-            fields: dict[str, str] = json.loads(request.content)
-            if planned == "http_500":
-                return httpx.Response(500, text="oops")
-            if not protocol.verify(fields, self._merchant):
-                return self._answer(fields, "1001", "signature invalid")
-            if fields.get("partner_id") != self.partner_id:
-                return self._answer(fields, "1002", "partner_id")
-            if planned is not None:
-                return self._answer(fields, planned, "planned failure", {"third_party_user_id": ""})
-            if interface == "register":
-                return self._register(fields)
-            return self._query(fields)
+            return self._answer(interface, request.content, planned)
         finally:
             with self._lock:
                 self.in_flight -= 1
 
-    def _register(self, fields: dict[str, str]) -> httpx.Response:
-        user, mobile = fields["third_party_user_id"], fields["mobile"]
-        with self._lock:
-            known = self.users.get(user)
-            if known is not None and known.mobile != mobile:
-                return self._answer(fields, "2001", "registered with another mobile", {"third_party_user_id": user})
-            if known is None:
-                if any(other.mobile == mobile for other in self.users.values()):
-                    return self._answer(fields, "2003", "mobile taken", {"third_party_user_id": user})
-                self._next_id += 1
-                known = self.users[user] = FakeUser(user, mobile, str(self._next_id))
-        return self._answer(
-            fields, "0000", "ok", {"third_party_user_id": user, "htouhui_user_id": known.htouhui_user_id}
-        )
+    def _answer(self, interface: str, body: bytes, planned: str | None) -> httpx.Response:
+        if planned == "http_500":
+            return httpx.Response(500, text="oops")
+        fields = rules.json_fields(body) or {}
+        user = fields.get("third_party_user_id", "")
+        if planned is None and interface == "query":
+            planned = self.user_failures.get(user)
+        if planned is not None:  # as the sandbox's `busy` fault: answered before any rule is applied
+            extra = {"third_party_user_id": user}
+            return self._signed(rules.request_no_of(fields), planned, rules.MESSAGES.get(planned, "planned"), extra)
+        now = datetime.now(UTC)
+        with self.state.lock:
+            decision = rules.decide(self.state, interface, body, self._merchant, now)
+            if decision.replay is not None:
+                return httpx.Response(200, content=decision.replay.body, headers=decision.replay.headers)
+            response = self._signed(decision.request_no, decision.code, decision.message, decision.extra)
+            rules.remember(self.state, decision, 200, list(response.headers.items()), response.content)
+        return response
 
-    def _query(self, fields: dict[str, str]) -> httpx.Response:
-        user = fields["third_party_user_id"]
-        if user in self.user_failures:
-            return self._answer(fields, self.user_failures[user], "planned failure", {"third_party_user_id": user})
-        known = self.users.get(user)
-        if known is None:
-            return self._answer(fields, "0000", "ok", {"third_party_user_id": user, "status": "0", "borrower": "0"})
-        if known.id_card is not None and known.id_card != fields["id_card"]:
-            return self._answer(fields, "2004", "id_card mismatch", {"third_party_user_id": user})
-        extra = {
-            "third_party_user_id": user,
-            "htouhui_user_id": known.htouhui_user_id,
-            "status": str(known.status),
-            "borrower": known.borrower,
-        }
-        if known.status >= 1 and known.bank_card_number:
-            extra["bank_card_number"] = known.bank_card_number
-        return self._answer(fields, "0000", "ok", extra)
-
-    def _answer(
-        self, request: dict[str, str], code: str, message: str, extra: dict[str, str] | None = None
-    ) -> httpx.Response:
-        body = {
-            "code": code,
-            "message": message,
-            "partner_id": request.get("partner_id", ""),
-            "request_no": request.get("request_no", ""),
-            "timestamp": protocol.china_timestamp(),
-            **(extra or {}),
-        }
-        return httpx.Response(200, json=protocol.signed(body, self._key))
+    def _signed(self, request_no: str | None, code: str, message: str, extra: dict[str, str]) -> httpx.Response:
+        now = datetime.now(UTC)
+        return httpx.Response(200, json=rules.answer(self._key, self.partner_id, request_no, code, message, extra, now))
 
     # --- what Htouhui sends the merchant ------------------------------------------------------------
 
     def notification(self, user: str, status: int, notify_no: str, **overrides: str) -> dict[str, str]:
-        known = self.users[user]
-        fields = {
-            "partner_id": self.partner_id,
-            "notify_no": notify_no,
-            "notify_type": "OPEN_ACCOUNT",
-            "timestamp": protocol.china_timestamp(),
-            "htouhui_user_id": known.htouhui_user_id,
-            "third_party_user_id": user,
-            "status": str(status),
-        }
-        if status >= 1 and known.bank_card_number:
-            fields["bank_card_number"] = known.bank_card_number
-        fields.update(overrides)
-        return protocol.signed(fields, self._key)
+        return rules.notification(
+            self._key, self.partner_id, self.users[user], status, notify_no, datetime.now(UTC), overrides
+        )
 
     def browser_return(self, user: str, status: int, *, code: str = "0000") -> dict[str, str]:
-        known = self.users[user]
-        fields = {
-            "code": code,
-            "message": "ok",
-            "partner_id": self.partner_id,
-            "request_no": protocol.new_request_no("RT"),
-            "timestamp": protocol.china_timestamp(),
-            "htouhui_user_id": known.htouhui_user_id,
-            "third_party_user_id": user,
-            "status": str(status),
-        }
-        return protocol.signed(fields, self._key)
+        now = datetime.now(UTC)
+        request_no = protocol.new_request_no("RT")
+        return rules.browser_return(
+            self._key, self.partner_id, self.users[user], request_no, now, code=code, message="ok", status=status
+        )

@@ -7,7 +7,6 @@ merchant signs and sign what it answers, and it can never sign as the merchant.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -33,9 +32,8 @@ from htouhui.models import (
     THIRD_PARTY_USER_ID_PATTERN,
     OpenAccountForm,
     QueryRequest,
-    RegisterRequest,
 )
-from sandbox import DEFAULT_PARTNER_ID
+from sandbox import DEFAULT_PARTNER_ID, rules
 from sandbox.delivery import Deliverer, Delivery
 from sandbox.faults import FaultError, Faults, InterfaceFault
 from sandbox.pages import error_page, index_page, step_page
@@ -45,23 +43,8 @@ logger = logging.getLogger("sandbox")
 
 STEP_PATH: Final = OPEN_ACCOUNT_PATH + "/step/"
 CONTROL_PREFIX: Final = "/_sandbox/"
-TIMESTAMP_WINDOW_SECONDS: Final = 600
-NOTIFY_TYPE: Final = "OPEN_ACCOUNT"
 JSON_TYPE: Final = "application/json; charset=utf-8"
 HTML_TYPE: Final = "text/html; charset=utf-8"
-COMMON_REQUEST_FIELDS: Final = ("partner_id", "request_no", "timestamp", "version", "sign_type", "sign")
-MESSAGES: Final = {
-    "0000": "success",
-    "1001": "signature invalid",
-    "1003": "request_no reused with different content",
-    "1004": "timestamp outside the allowed window",
-    "2001": "third_party_user_id already registered with another mobile",
-    "2002": "htouhui_user_id unknown or not matching third_party_user_id",
-    "2003": "mobile already registered to another third_party_user_id",
-    "2004": "id_card does not match the user",
-    "3001": "step out of order",
-    "9999": "system busy, try again later",
-}
 ERROR_STATUS: Final = {"9999": 503}
 
 
@@ -100,13 +83,6 @@ class Answer:
     drop_connection: bool = False
 
 
-class _Rejected(Exception):
-    def __init__(self, code: str, message: str | None = None) -> None:
-        super().__init__(code)
-        self.code = code
-        self.message = message or MESSAGES.get(code, "")
-
-
 class _ControlError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -125,18 +101,12 @@ def _html(status: int, text: str, code: str | None = None) -> Answer:
     return Answer(status, HTML_TYPE, text.encode("utf-8"), headers, code)
 
 
-def _first_error(exc: ValidationError) -> str:
-    """`field: rule` of the first broken rule; pydantic's messages never contain the value."""
-    error = exc.errors()[0]
-    name = ".".join(str(part) for part in error["loc"]) or "body"
-    return f"{name}: {error['msg']}"
-
-
 class Sandbox:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self._key = config.htouhui_private_key
         self.public_key = config.htouhui_private_key.public_key()
+        self._merchant = rules.Merchant(config.partner_id, config.merchant_public_key)
         state_file = Path(config.state_file) if config.state_file is not None else None
         self.store = Store(config.partner_id, state_file)
         self.faults = Faults()
@@ -172,9 +142,9 @@ class Sandbox:
             if path.startswith(CONTROL_PREFIX):
                 return self._control(method, path[len(CONTROL_PREFIX) :], parse_qs(parts.query), body)
             if method == "POST" and path == REGISTER_PATH:
-                return self._api("register", body, self._register)
+                return self._api("register", body)
             if method == "POST" and path == self.config.query_path:
-                return self._api("query", body, self._query)
+                return self._api("query", body)
             if method == "POST" and path == OPEN_ACCOUNT_PATH:
                 return self._open_account(body)
             if path.startswith(STEP_PATH) and method in ("GET", "POST"):
@@ -202,143 +172,38 @@ class Sandbox:
         return datetime.fromtimestamp(self.clock(), UTC)
 
     def _signed_answer(self, request_no: str | None, code: str, message: str, extra: dict[str, str]) -> bytes:
-        fields = {
-            **extra,
-            "code": code,
-            "message": message,
-            "partner_id": self.config.partner_id,
-            "request_no": request_no or "",
-            "timestamp": protocol.china_timestamp(self._now()),
-        }
-        return json.dumps(protocol.signed(fields, self._key), ensure_ascii=False).encode("utf-8")
+        fields = rules.answer(self._key, self.config.partner_id, request_no, code, message, extra, self._now())
+        return json.dumps(fields, ensure_ascii=False).encode("utf-8")
 
     def _broken_signature(self, fields: dict[str, str]) -> str:
         """A well-formed RSA2 signature, by the sandbox's key, over other content: must fail to verify."""
         return protocol.sign({**fields, "_tampered": "1"}, self._key)
 
-    # --- checks common to every interface -------------------------------------------------------
-
-    def _check_common(self, fields: dict[str, str]) -> None:
-        if not fields.get("sign"):
-            raise _Rejected("1001", "signature invalid: sign is missing")
-        if fields.get("sign_type") != protocol.SIGN_TYPE:
-            raise _Rejected("1001", "signature invalid: sign_type must be RSA2")
-        partner_id = fields.get("partner_id")
-        if not partner_id:
-            raise _Rejected("1002", "partner_id: required")
-        if partner_id != self.config.partner_id:
-            raise _Rejected("1002", "partner_id: not a merchant of this sandbox")
-        if not protocol.verify(fields, self.config.merchant_public_key):
-            raise _Rejected("1001")
-        for name in ("request_no", "timestamp", "version"):
-            if not fields.get(name):
-                raise _Rejected("1002", f"{name}: required")
-        if not protocol.REQUEST_NO_PATTERN.fullmatch(fields["request_no"]):
-            raise _Rejected("1002", "request_no: must be 1 to 32 of [0-9A-Za-z_-]")
-        if fields["version"] != protocol.VERSION:
-            raise _Rejected("1002", f"version: must be {protocol.VERSION}")
-        try:
-            sent = protocol.parse_china_timestamp(fields["timestamp"])
-        except ValueError:
-            raise _Rejected("1002", "timestamp: must be yyyyMMddHHmmss") from None
-        if abs((sent - self._now()).total_seconds()) > TIMESTAMP_WINDOW_SECONDS:
-            raise _Rejected("1004")
-
-    @staticmethod
-    def _content(interface: str, fields: dict[str, str]) -> str:
-        """What "the same content" means for a replay: every field but the signature and the time of sending."""
-        kept = {name: value for name, value in fields.items() if name not in ("sign", "sign_type", "timestamp")}
-        return hashlib.sha256(json.dumps([interface, sorted(kept.items())]).encode("utf-8")).hexdigest()
-
-    @staticmethod
-    def _business(fields: dict[str, str], model: type[Any]) -> Any:
-        names = set(model.model_fields)
-        try:
-            return model.model_validate({name: value for name, value in fields.items() if name in names})
-        except ValidationError as exc:
-            raise _Rejected("1002", _first_error(exc)) from None
-
     # --- register and query ---------------------------------------------------------------------
 
-    def _api(self, interface: str, body: bytes, business: Callable[[dict[str, str]], dict[str, str]]) -> Answer:
+    def _api(self, interface: str, body: bytes) -> Answer:
         fault = self.faults.take(interface)
         if fault is not None:
             early = self._before(fault, interface, body)
             if early is not None:
                 return early
-        answer = self._api_answer(interface, body, business)
+        answer = self._api_answer(interface, body)
         return self._after(fault, answer) if fault is not None else answer
 
-    def _api_answer(self, interface: str, body: bytes, business: Callable[[dict[str, str]], dict[str, str]]) -> Answer:
-        try:
-            data = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            data = None
-        if not isinstance(data, dict) or not all(isinstance(value, str) for value in data.values()):
-            return self._json_answer(None, "1002", "body: must be a JSON object of strings", {})
-        fields: dict[str, str] = data
-        echo = {}
-        third_party_user_id = fields.get("third_party_user_id", "")
-        if THIRD_PARTY_USER_ID_PATTERN.fullmatch(third_party_user_id):
-            echo["third_party_user_id"] = third_party_user_id
-        request_no = fields.get("request_no")
-        if request_no is not None and not protocol.REQUEST_NO_PATTERN.fullmatch(request_no):
-            request_no = None
-        try:
-            self._check_common(fields)
-        except _Rejected as rejected:
-            return self._json_answer(request_no, rejected.code, rejected.message, echo)
-        assert request_no is not None
-        content = self._content(interface, fields)
+    def _api_answer(self, interface: str, body: bytes) -> Answer:
         with self.store.lock:
-            replay = self.store.replays.get(request_no)
-            if replay is not None:
-                if replay.content == content:
-                    return Answer(replay.status, JSON_TYPE, replay.body, list(replay.headers), code="replay")
-                return self._json_answer(request_no, "1003", MESSAGES["1003"], echo)
-            try:
-                extra = business(fields)
-                code, message = "0000", MESSAGES["0000"]
-            except _Rejected as rejected:
-                extra, code, message = echo, rejected.code, rejected.message
-            answer = self._json_answer(request_no, code, message, extra)
-            self.store.replays[request_no] = Replay(content, answer.status, list(answer.headers), answer.body)
-        if code == "0000":
+            decision = rules.decide(self.store, interface, body, self._merchant, self._now())
+            if decision.replay is not None:
+                replay = decision.replay
+                return Answer(replay.status, JSON_TYPE, replay.body, list(replay.headers), code="replay")
+            answer = self._json_answer(decision.request_no, decision.code, decision.message, decision.extra)
+            rules.remember(self.store, decision, answer.status, answer.headers, answer.body)
+        if decision.code == "0000":
             self.store.save()
         return answer
 
     def _json_answer(self, request_no: str | None, code: str, message: str, extra: dict[str, str]) -> Answer:
         return Answer(200, JSON_TYPE, self._signed_answer(request_no, code, message, extra), code=code)
-
-    def _register(self, fields: dict[str, str]) -> dict[str, str]:
-        request: RegisterRequest = self._business(fields, RegisterRequest)
-        store = self.store
-        user = store.users.get(request.third_party_user_id)
-        if user is not None:
-            if user.mobile != request.mobile:
-                raise _Rejected("2001")
-        else:
-            if request.mobile in store.by_mobile:
-                raise _Rejected("2003")
-            user = store.add_user(request.third_party_user_id, request.mobile)
-        return {"htouhui_user_id": user.htouhui_user_id, "third_party_user_id": user.third_party_user_id}
-
-    def _query(self, fields: dict[str, str]) -> dict[str, str]:
-        request: QueryRequest = self._business(fields, QueryRequest)
-        user = self.store.users.get(request.third_party_user_id)
-        if user is None:
-            return {"third_party_user_id": request.third_party_user_id, "status": "0", "borrower": "0"}
-        if user.id_card is not None and user.id_card != request.id_card:
-            raise _Rejected("2004")
-        answer = {
-            "htouhui_user_id": user.htouhui_user_id,
-            "third_party_user_id": user.third_party_user_id,
-            "status": str(user.status),
-            "borrower": user.borrower,
-        }
-        if user.status >= 1 and user.bank_card_number:
-            answer["bank_card_number"] = user.bank_card_number
-        return answer
 
     # --- faults ----------------------------------------------------------------------------------
 
@@ -352,8 +217,8 @@ class Sandbox:
             return Answer(503, "text/plain; charset=utf-8", b"503 Service Unavailable", code="http_503")
         if fault.busy:
             if interface == "openAccount":
-                return _html(503, error_page("9999", MESSAGES["9999"]), "9999")
-            return self._json_answer(_request_no_of(body), "9999", MESSAGES["9999"], {})
+                return _html(503, error_page("9999", rules.MESSAGES["9999"]), "9999")
+            return self._json_answer(_request_no_of(body), "9999", rules.MESSAGES["9999"], {})
         return None
 
     def _after(self, fault: InterfaceFault, answer: Answer) -> Answer:
@@ -384,23 +249,23 @@ class Sandbox:
         except UnicodeDecodeError:
             return self._page_error("1002", "body: must be UTF-8 form fields")
         try:
-            self._check_common(fields)
-        except _Rejected as rejected:
+            rules.check_common(fields, self._merchant, self._now())
+        except rules.Rejected as rejected:
             return self._page_error(rejected.code, rejected.message)
         request_no = fields["request_no"]
-        content = self._content("openAccount", fields)
+        content = rules.content_of("openAccount", fields)
         with self.store.lock:
             replay = self.store.replays.get(request_no)
             if replay is not None:
                 if replay.content != content:
-                    return self._page_error("1003", MESSAGES["1003"])
+                    return self._page_error("1003", rules.MESSAGES["1003"])
                 session = self.store.sessions.get(replay.session_token or "")
                 if session is None:
                     return Answer(replay.status, HTML_TYPE, replay.body, list(replay.headers), code="replay")
                 return self._session_page(session)
             try:
                 session = self._start_session(fields, fault)
-            except _Rejected as rejected:
+            except rules.Rejected as rejected:
                 answer = self._page_error(rejected.code, rejected.message)
                 self.store.replays[request_no] = Replay(content, answer.status, answer.headers, answer.body)
                 return answer
@@ -408,15 +273,15 @@ class Sandbox:
             return self._session_page(session)
 
     def _start_session(self, fields: dict[str, str], fault: InterfaceFault | None) -> Session:
-        form: OpenAccountForm = self._business(fields, OpenAccountForm)
+        form: OpenAccountForm = rules.business(fields, OpenAccountForm)
         user = self.store.users.get(form.third_party_user_id)
         if user is None or user.htouhui_user_id != form.htouhui_user_id:
-            raise _Rejected("2002")
+            raise rules.Rejected("2002")
         if user.id_card is not None and user.id_card != form.id_card:
-            raise _Rejected("2004")
+            raise rules.Rejected("2004")
         start = START_STEP[form.type]
         if user.status < start:
-            raise _Rejected("3001", f"step out of order: type={form.type} needs status >= {start}")
+            raise rules.Rejected("3001", f"step out of order: type={form.type} needs status >= {start}")
         session = self.store.new_session(
             third_party_user_id=user.third_party_user_id,
             request_no=fields["request_no"],
@@ -455,7 +320,7 @@ class Sandbox:
                 return self._session_page(session, 409)
             user = self.store.users.get(session.third_party_user_id)
             if user is None:
-                return _html(404, error_page("2002", MESSAGES["2002"]), "2002")
+                return _html(404, error_page("2002", rules.MESSAGES["2002"]), "2002")
             failed = outcome == "fail"
             if user.fail_next_step == session.step:
                 user.fail_next_step = None
@@ -479,18 +344,8 @@ class Sandbox:
         user.updated_at = datetime.now(UTC).isoformat()
         self.notify(user, session.notify_url)
         message = "success" if completed else f"stopped at step {session.step}: not completed"
-        fields = protocol.signed(
-            {
-                "code": "0000",
-                "message": message,
-                "partner_id": self.config.partner_id,
-                "request_no": session.request_no,
-                "timestamp": protocol.china_timestamp(self._now()),
-                "htouhui_user_id": user.htouhui_user_id,
-                "third_party_user_id": user.third_party_user_id,
-                "status": str(user.status),
-            },
-            self._key,
+        fields = rules.browser_return(
+            self._key, self.config.partner_id, user, session.request_no, self._now(), message=message
         )
         if session.return_fault == "unsigned":
             fields.pop("sign")
@@ -506,18 +361,9 @@ class Sandbox:
         """Queue an OPEN_ACCOUNT notification of the user's current level (faults applied)."""
         drop, duplicates, corrupt = self.faults.take_notify()
         status = str(user.status)
-        fields: dict[str, str] = {
-            "partner_id": self.config.partner_id,
-            "notify_no": f"N{protocol.china_timestamp(self._now())}{secrets.token_hex(6)}",
-            "notify_type": NOTIFY_TYPE,
-            "timestamp": protocol.china_timestamp(self._now()),
-            "htouhui_user_id": user.htouhui_user_id,
-            "third_party_user_id": user.third_party_user_id,
-            "status": status,
-        }
-        if user.status >= 1 and user.bank_card_number:
-            fields["bank_card_number"] = user.bank_card_number
-        message = protocol.signed(fields, self._key)
+        now = self._now()
+        notify_no = f"N{protocol.china_timestamp(now)}{secrets.token_hex(6)}"
+        message = rules.notification(self._key, self.config.partner_id, user, user.status, notify_no, now)
         if corrupt:
             message["sign"] = self._broken_signature(message)
         return self.deliverer.queue(
@@ -695,8 +541,7 @@ def _request_no_of(body: bytes) -> str | None:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None
-    value = data.get("request_no") if isinstance(data, dict) else None
-    return value if isinstance(value, str) and protocol.REQUEST_NO_PATTERN.fullmatch(value) else None
+    return rules.request_no_of(data) if isinstance(data, dict) else None
 
 
 def _free_mobile(user_id: str, taken: dict[str, str]) -> str:

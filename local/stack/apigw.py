@@ -18,9 +18,11 @@ import base64
 import json
 import secrets
 import string
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -230,3 +232,77 @@ def internal_error() -> HttpResponse:
 
 def service_unavailable() -> HttpResponse:
     return _fixed(SERVICE_UNAVAILABLE)
+
+
+Answer = Callable[[HttpRequest], tuple[HttpResponse, str]]  # a request -> the response and a note for the log
+
+
+class ApiServer(ThreadingHTTPServer):
+    """HTTP in, `HttpRequest` to `answer`, its `HttpResponse` out; one log line per request (health checks aside)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], answer: Answer, log: Callable[[str], None] | None = None) -> None:
+        self.answer = answer
+        self.log = log
+        super().__init__(address, _ApiHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+
+class _ApiHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ApiServer
+
+    def _body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline().strip():
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _handle(self) -> None:
+        started = time.monotonic()
+        request = HttpRequest(
+            method=self.command,
+            target=self.path,
+            headers=[(name, value) for name, value in self.headers.items() if name.lower() != "transfer-encoding"],
+            body=self._body(),
+            source_ip=self.client_address[0],
+            protocol=self.request_version,
+            port=self.server.server_address[1],
+        )
+        try:
+            response, note = self.server.answer(request)
+        except Exception as exc:
+            response, note = internal_error(), f"local stack error {type(exc).__name__}"
+        try:
+            self.send_response(response.status)
+            for name, value in response.headers:
+                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(b"" if self.command == "HEAD" else response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            note += ", client gone"
+            self.close_connection = True
+        if self.server.log is not None and not request.raw_path.startswith("/_local/health"):
+            elapsed = round((time.monotonic() - started) * 1000)
+            self.server.log(f"{self.command} {request.raw_path} -> {response.status} in {elapsed} ms ({note})")
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: one line per request goes to `log`."""

@@ -40,6 +40,25 @@ class InvocationFailure(Exception):
         return f"{self.kind}: {self.error_type}: {self.message}"
 
 
+def function_arn(function: Function) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function.logical_id}"
+
+
+def invocation_context(function: Function, request_id: str | None = None, trace_id: str = "") -> dict[str, Any]:
+    """What the runtime knows of one invocation (`worker.LambdaContext` is made of it); the deadline starts now."""
+    deadline = time.time() + function.timeout
+    return {
+        "function_name": function.logical_id,
+        "invoked_function_arn": function_arn(function),
+        "memory_limit_in_mb": function.memory,
+        "aws_request_id": request_id or str(uuid.uuid4()),
+        "log_group_name": f"/aws/lambda/{function.logical_id}",
+        "log_stream_name": "local",
+        "deadline_ms": int(deadline * 1000),
+        "trace_id": trace_id,
+    }
+
+
 class Worker:
     def __init__(self, function: Function, environment: dict[str, str], log: IO[bytes] | None) -> None:
         self.function = function
@@ -158,7 +177,7 @@ class FunctionPool:
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function.logical_id}"
+        return function_arn(self.function)
 
     def _acquire(self) -> Worker:
         with self._condition:
@@ -192,19 +211,8 @@ class FunctionPool:
 
     def invoke(self, event: Any, request_id: str | None = None, trace_id: str = "") -> Any:
         """Run the handler on `event`; returns its result or raises InvocationFailure."""
-        request_id = request_id or str(uuid.uuid4())
         worker = self._acquire()
-        deadline = time.time() + self.function.timeout
-        context = {
-            "function_name": self.function.logical_id,
-            "invoked_function_arn": self.arn,
-            "memory_limit_in_mb": self.function.memory,
-            "aws_request_id": request_id,
-            "log_group_name": f"/aws/lambda/{self.function.logical_id}",
-            "log_stream_name": "local",
-            "deadline_ms": int(deadline * 1000),
-            "trace_id": trace_id,
-        }
+        context = invocation_context(self.function, request_id, trace_id)
         with self._condition:
             self.invocations += 1
         try:

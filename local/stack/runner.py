@@ -17,7 +17,6 @@ import urllib.request
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl
@@ -137,7 +136,7 @@ class Stack:
         self.pools: dict[str, FunctionPool] = {}
         self.moto: Any = None
         self.sandbox: subprocess.Popen[bytes] | None = None
-        self.http: ThreadingHTTPServer | None = None
+        self.http: apigw.ApiServer | None = None
         self.dynamodb_url = ""
         self.sandbox_url = ""
         self.api_url = ""
@@ -159,7 +158,7 @@ class Stack:
         self.sandbox_url = f"http://{config.host}:{sandbox_port}"
 
         # The API socket first: a busy port fails before anything else starts.
-        self.http = _Server((config.host, api_port), _Handler, self)
+        self.http = apigw.ApiServer((config.host, api_port), self.handle, self.console.line)
 
         self.moto = aws.serial_moto_server(config.host, dynamodb_port)
         self.moto.start()
@@ -471,69 +470,6 @@ def _relative(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], stack: Stack) -> None:
-        self.stack = stack
-        super().__init__(address, handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def _body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline().strip():
-                        pass
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _handle(self) -> None:
-        started = time.monotonic()
-        stack = self.server.stack
-        request = apigw.HttpRequest(
-            method=self.command,
-            target=self.path,
-            headers=[(name, value) for name, value in self.headers.items() if name.lower() != "transfer-encoding"],
-            body=self._body(),
-            source_ip=self.client_address[0],
-            protocol=self.request_version,
-            port=self.server.server_address[1],
-        )
-        try:
-            response, note = stack.handle(request)
-        except Exception as exc:
-            response, note = apigw.internal_error(), f"local stack error {type(exc).__name__}"
-        try:
-            self.send_response(response.status)
-            for name, value in response.headers:
-                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            self.wfile.write(b"" if self.command == "HEAD" else response.body)
-        except (BrokenPipeError, ConnectionResetError):
-            note += ", client gone"
-            self.close_connection = True
-        if not request.raw_path.startswith("/_local/health"):
-            stack.console.line(f"{self.command} {request.raw_path} -> {response.status} in {_ms(started)} ms ({note})")
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: the stack logs one line per request itself."""
 
 
 def run(config: StackConfig) -> int:

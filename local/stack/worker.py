@@ -9,7 +9,7 @@ both go to stderr.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import json
 import os
 import signal
@@ -47,6 +47,28 @@ def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
     }
 
 
+def load_module(code_uri: str, handler: str, module_name: str | None = None) -> Any:
+    """The module of `handler` (e.g. `app.lambda_handler`) from the folder `code_uri`, executed now.
+
+    Lambda imports it as `app`; in one process holding several functions (tests, the bench) each gets its own
+    `module_name`. Imports inside the module are resolved through sys.path, which the caller sets.
+    """
+    module_file = handler.rpartition(".")[0]
+    name = module_name or module_file
+    path = os.path.join(code_uri, *module_file.split(".")) + ".py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no module {module_file} in {code_uri}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
 def main(argv: list[str]) -> int:
     code_uri, handler, *layers = argv
     # Ctrl-C reaches the whole process group; the runner ends its workers itself (closing stdin), as Lambda's
@@ -59,11 +81,9 @@ def main(argv: list[str]) -> int:
     sys.path[:] = [code_uri, *layers, *[entry for entry in sys.path if os.path.abspath(entry or ".") != here]]
     os.chdir(code_uri)  # Lambda's working directory is the task root
 
-    module_name, _, function_name = handler.rpartition(".")
     started = time.monotonic()
     try:
-        module = importlib.import_module(module_name)
-        function = getattr(module, function_name)
+        function = getattr(load_module(code_uri, handler), handler.rpartition(".")[2])
     except BaseException as exc:
         traceback.print_exc()
         answers.write(json.dumps({"init_error": _error(exc, "Runtime.ImportModuleError")}) + "\n")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import ROOT
+from helpers import ROOT
 
 
 def free_port() -> int:

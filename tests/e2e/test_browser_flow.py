@@ -22,18 +22,17 @@ import base64
 import json
 import os
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from html import escape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from conftest import ROOT
+from helpers import ROOT, serve
+from stack.apigw import HttpRequest, HttpResponse
 from stack_process import StackProcess, running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
@@ -92,12 +91,13 @@ class MerchantSite:
     """The merchant's own web page: a form the user submits to open the account (served on a free port)."""
 
     def __init__(self, stack_url: str) -> None:
-        stack = stack_url
+        self.stack = stack_url
+        self.server = serve(self._page)
+        self.url = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                user = self.path.rsplit("/", 1)[-1]
-                page = f"""<!doctype html>
+    def _page(self, request: HttpRequest) -> tuple[HttpResponse, str]:
+        user, stack = request.raw_path.rsplit("/", 1)[-1], self.stack
+        page = f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>Merchant · open your account</title></head>
 <body>
   <h1>Merchant · 开通存管账户 · Open your account</h1>
@@ -108,18 +108,7 @@ class MerchantSite:
     <button id="go" type="submit">开户 · Open account</button>
   </form>
 </body></html>""".encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(page)))
-                self.end_headers()
-                self.wfile.write(page)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return HttpResponse(200, [("Content-Type", "text/html; charset=utf-8")], page), "page"
 
     def close(self) -> None:
         self.server.shutdown()

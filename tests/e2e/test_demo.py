@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from stack_process import StackProcess, free_port, port_is_free, running_stack
 
 pytestmark = pytest.mark.slow

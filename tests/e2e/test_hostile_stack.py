@@ -33,7 +33,7 @@ import boto3
 import httpx
 import pytest
 import schemathesis
-from conftest import ROOT
+from helpers import ROOT
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from stack_process import StackProcess, running_stack

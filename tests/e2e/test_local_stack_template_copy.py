@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from stack_process import StackProcess, running_stack
 
 pytestmark = pytest.mark.slow

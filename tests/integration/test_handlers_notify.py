@@ -11,9 +11,7 @@ from urllib.parse import urlencode
 
 import boto3
 import pytest
-from handler_harness import *  # noqa: F403
-from handler_harness import PARTNER_ID, Stack
-from lambda_loader import header, http_event, json_body, load_event
+from helpers import PARTNER_ID, Stack, header, http_event, json_body, load_event
 
 from htouhui import protocol, runtime
 
@@ -163,9 +161,9 @@ def _trigger(stack: Stack, status: int) -> dict[str, Any]:
 
 
 def _seed_opened(stack: Stack) -> None:
-    from handler_harness import valid_id_card
+    from helpers import valid_id_card
 
-    id_card = valid_id_card()
+    id_card = valid_id_card("11010519900307123")
     assert stack.open_account(USER, {"id_card": id_card, "real_name": "测试"})["statusCode"] == 200
     stack.control("POST", "users", {"third_party_user_id": USER, "status": 0, "id_card": id_card})
 

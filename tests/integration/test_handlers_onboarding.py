@@ -17,9 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from handler_harness import *  # noqa: F403
-from handler_harness import Stack, valid_id_card
-from lambda_loader import header, json_body, load_event
+from helpers import Stack, header, json_body, load_event, valid_id_card
 
 from htouhui import observability
 

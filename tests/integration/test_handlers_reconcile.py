@@ -12,9 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
-from handler_harness import *  # noqa: F403
-from handler_harness import Stack, valid_id_card
-from lambda_loader import FakeContext, json_body, load_event, load_function
+from helpers import Stack, invoke, json_body, load_event, load_function, valid_id_card
 
 # Powertools warns when an invocation counted nothing: normal here.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -133,7 +131,7 @@ def publisher(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def _publish(module: Any, event: dict[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = module.lambda_handler(event, FakeContext(function_name="publish_status"))
+    result: dict[str, Any] = invoke("publish_status", event)
     return result
 
 

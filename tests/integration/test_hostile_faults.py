@@ -15,9 +15,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from handler_harness import *  # noqa: F403
-from handler_harness import Stack, valid_id_card
-from lambda_loader import json_body, load_event
+from helpers import Stack, json_body, load_event, valid_id_card
 from test_hostile_input import dump
 
 from htouhui import runtime

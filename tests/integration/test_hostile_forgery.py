@@ -15,11 +15,9 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
-from handler_harness import *  # noqa: F403
-from handler_harness import PARTNER_ID, Stack
+from helpers import PARTNER_ID, Stack, http_event, json_body
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lambda_loader import http_event, json_body
 from test_hostile_input import dump
 
 from htouhui import protocol

@@ -15,9 +15,7 @@ import json
 from typing import Any
 
 import pytest
-from handler_harness import *  # noqa: F403
-from handler_harness import Stack, valid_id_card
-from lambda_loader import http_event, json_body
+from helpers import Stack, http_event, json_body, valid_id_card
 
 MOBILE = "13812345678"
 USER = "u-hostile-1"
@@ -88,8 +86,6 @@ def post_open_account(
             f"/users/{user}/open-account",
             body,
             content_type,
-            route="/users/{third_party_user_id}/open-account",
-            path_parameters={"third_party_user_id": user},
         )
     )
 
@@ -296,8 +292,6 @@ def test_query_bad_parameters(registered: Stack, user: str, query: str | None, f
     event = http_event(
         "GET",
         f"/users/{user}",
-        route="/users/{third_party_user_id}",
-        path_parameters={"third_party_user_id": user},
         query=query,
     )
     assert_400(registered.invoke("query_user", event), field)

@@ -17,9 +17,7 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
-from handler_harness import *  # noqa: F403
-from handler_harness import Stack, valid_id_card
-from lambda_loader import header, json_body
+from helpers import Stack, header, json_body, valid_id_card
 from test_handlers_onboarding import captured_logs  # noqa: F401  # the shared log capture fixture
 from test_hostile_input import dump
 

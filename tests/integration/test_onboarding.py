@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_KEYS
-from htouhui_dynamo import create_tables, dynamodb_client, moto_dynamodb
+from helpers import TEST_KEYS
 from htouhui_fake import FakeHtouhui
 
 from htouhui import protocol
@@ -66,22 +64,9 @@ def settings_for(**extra: str) -> Settings:
     )
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with moto_dynamodb() as url:
-        yield url
-
-
 @pytest.fixture
-def dynamodb(endpoint: str) -> Any:
-    return dynamodb_client(endpoint)
-
-
-@pytest.fixture
-def store(dynamodb: Any) -> UserStore:
-    suffix = uuid.uuid4().hex[:8]
-    create_tables(dynamodb, f"users-{suffix}", f"notifications-{suffix}")
-    return UserStore(f"users-{suffix}", f"notifications-{suffix}", dynamodb=dynamodb, sleep=lambda _: None)
+def store(dynamodb: Any, tables: tuple[str, str]) -> UserStore:
+    return UserStore(*tables, dynamodb=dynamodb, sleep=lambda _: None)
 
 
 @pytest.fixture
@@ -365,11 +350,9 @@ def test_key_rotation_accepts_either_htouhui_key(
     onboarding = Onboarding(settings, store, client_factory(settings, fake), clock=clock)
     opened(onboarding)
     assert onboarding.accept_notification(fake.notification("shop-1", 1, "K1")) is ApplyOutcome.APPLIED
-    rotated = FakeHtouhui(PARTNER, new_key, merchant_public_key)
-    rotated.users = fake.users
+    rotated = FakeHtouhui(PARTNER, new_key, merchant_public_key, state=fake.state)
     assert onboarding.accept_notification(rotated.notification("shop-1", 2, "K2")) is ApplyOutcome.APPLIED
-    stranger = FakeHtouhui(PARTNER, protocol.generate_private_key(), merchant_public_key)
-    stranger.users = fake.users
+    stranger = FakeHtouhui(PARTNER, protocol.generate_private_key(), merchant_public_key, state=fake.state)
     with pytest.raises(NotificationRejected):
         onboarding.accept_notification(stranger.notification("shop-1", 3, "K3"))
     assert onboarding.view("shop-1").status == 2

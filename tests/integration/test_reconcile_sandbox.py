@@ -12,17 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_KEYS
-from htouhui_dynamo import create_tables, dynamodb_client, moto_dynamodb
-from sandbox_helpers import PARTNER_ID, RunningSandbox, valid_id_card
+from helpers import PARTNER_ID, TEST_KEYS, create_tables, dynamodb_client, moto_dynamodb, valid_id_card
+from sandbox.server import RunningSandbox
 
 from htouhui.client import HtouhuiClient
 from htouhui.config import Settings
 from htouhui.models import OpenAccountBody, RegisterBody
 from htouhui.onboarding import Onboarding
 from htouhui.store import UserStore
-
-pytest_plugins = ["sandbox_fixtures"]
 
 API = "http://127.0.0.1:9"  # our own API's address: only put into the form, never called here
 

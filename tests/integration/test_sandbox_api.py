@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from sandbox_helpers import PARTNER_ID, RunningSandbox, SandboxConfig, post_json, signed_request, valid_id_card
+from helpers import PARTNER_ID, post_json, signed_request, valid_id_card
+from sandbox.server import RunningSandbox, SandboxConfig
 
 from htouhui import protocol
 from htouhui.client import HtouhuiClient
@@ -18,8 +19,6 @@ from htouhui.models import QueryRequest, RegisterRequest
 
 REGISTER = "/openapi/user/register"
 QUERY = "/openapi/user/query"
-
-pytest_plugins = ["sandbox_fixtures"]
 
 
 def answer(response: httpx.Response, key: protocol.PublicKey) -> dict[str, str]:
@@ -227,7 +226,7 @@ def test_concurrent_queries_are_all_answered(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from sandbox_helpers import make_client
+    from helpers import make_client
 
     users = [{"third_party_user_id": f"c-{n}", "status": 2, "id_card": valid_id_card()} for n in range(64)]
     httpx.post(sandbox.url + "/_sandbox/users", json={"users": users}).raise_for_status()

@@ -13,15 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT
-from sandbox_helpers import Receiver, RunningSandbox, make_client, open_account_form, valid_id_card
+from helpers import ROOT, Receiver, make_client, open_account_form, valid_id_card
+from sandbox.server import RunningSandbox
 
 from htouhui import protocol
 from htouhui.client import HtouhuiClient
 from htouhui.errors import HtouhuiBusy, HtouhuiProtocolError, HtouhuiSignatureError, HtouhuiTimeout
 from htouhui.models import QueryRequest, RegisterRequest
-
-pytest_plugins = ["sandbox_fixtures"]
 
 ALICE = RegisterRequest(mobile="13800138000", third_party_user_id="alice")
 

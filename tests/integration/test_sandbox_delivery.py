@@ -9,11 +9,10 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from sandbox_helpers import Receiver, RunningSandbox, valid_id_card
+from helpers import Receiver, valid_id_card
+from sandbox.server import RunningSandbox
 
 from htouhui import protocol
-
-pytest_plugins = ["sandbox_fixtures"]
 
 SCHEDULE = (15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 54000)
 

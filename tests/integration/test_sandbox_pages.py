@@ -8,13 +8,12 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import httpx
 import pytest
-from sandbox_helpers import Receiver, RunningSandbox, open_account_form, valid_id_card
+from helpers import Receiver, open_account_form, valid_id_card
+from sandbox.server import RunningSandbox
 
 from htouhui import protocol
 from htouhui.client import HtouhuiClient
 from htouhui.models import BrowserReturn, OpenAccountNotification, QueryRequest, RegisterRequest
-
-pytest_plugins = ["sandbox_fixtures"]
 
 OPEN_ACCOUNT = "/openapi/user/openAccount"
 ACTION = re.compile(r'<form method="post" action="([^"]+)"')

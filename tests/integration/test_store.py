@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import random
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from htouhui_dynamo import create_tables, dynamodb_client, moto_dynamodb
 
 from htouhui.errors import (
     HtouhuiUserIdMismatch,
@@ -27,23 +24,9 @@ ID_CARD = "11010519491231002X"
 OTHER_ID_CARD = "110105194912310029"  # check digit wrong, but the store does not validate: models do
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with moto_dynamodb() as url:
-        yield url
-
-
 @pytest.fixture
-def client(endpoint: str) -> Any:
-    return dynamodb_client(endpoint)
-
-
-@pytest.fixture
-def tables(client: Any) -> tuple[str, str]:
-    suffix = uuid.uuid4().hex[:8]
-    users, notifications = f"users-{suffix}", f"notifications-{suffix}"
-    create_tables(client, users, notifications)
-    return users, notifications
+def client(dynamodb: Any) -> Any:
+    return dynamodb
 
 
 @pytest.fixture
@@ -340,13 +323,13 @@ def test_transaction_conflicts_are_retried(client: Any) -> None:
         stub.assert_no_pending_responses()
 
 
-def test_lazy_client_honours_the_endpoint_environment(endpoint: str, tables: tuple[str, str]) -> None:
+def test_lazy_client_honours_the_endpoint_environment(aws: str, tables: tuple[str, str]) -> None:
     store = UserStore(*tables)
     assert store.get("nobody") is None
-    assert store.client().meta.endpoint_url == endpoint
+    assert store.client().meta.endpoint_url == aws
 
 
-def test_the_stream_yields_one_event_per_status_change(store: UserStore, endpoint: str) -> None:
+def test_the_stream_yields_one_event_per_status_change(store: UserStore, aws: str) -> None:
     import boto3
 
     from htouhui.status_events import status_change
@@ -359,7 +342,7 @@ def test_the_stream_yields_one_event_per_status_change(store: UserStore, endpoin
     store.apply_status(notify("s1", 2, "e2"))  # stale
     store.apply_status(notify("s1", 3, None, borrower="1"))  # stale, fills the borrower flag
 
-    streams = boto3.client("dynamodbstreams", endpoint_url=endpoint, region_name="us-east-1")
+    streams = boto3.client("dynamodbstreams", endpoint_url=aws, region_name="us-east-1")
     arn = store.client().describe_table(TableName=store.users_table)["Table"]["LatestStreamArn"]
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")

@@ -19,8 +19,6 @@ from test_onboarding import (  # the module's fixtures and helpers, one definiti
     ID_CARD,
     Clock,
     clock,  # noqa: F401 - a fixture
-    dynamodb,  # noqa: F401 - a fixture
-    endpoint,  # noqa: F401 - a fixture
     fake,  # noqa: F401 - a fixture
     opened,
     settings_for,

@@ -18,10 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-from conftest import log_entries
-from handler_harness import *  # noqa: F403
-from handler_harness import PARTNER_ID, Stack
-from lambda_loader import http_event, json_body
+from helpers import PARTNER_ID, Stack, http_event, json_body, log_entries
 
 from htouhui import protocol, runtime
 

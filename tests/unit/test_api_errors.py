@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 import pytest
+from helpers import http_event, invoke, json_body
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lambda_loader import http_event, invoke, json_body
 
 from htouhui import api, runtime
 from htouhui.config import Settings
@@ -167,7 +167,7 @@ class _Registering:
 
 @pytest.fixture
 def fake_onboarding(merchant_private_key: Any) -> Any:
-    from conftest import TEST_KEYS
+    from helpers import TEST_KEYS
 
     current = Settings.from_env(
         {

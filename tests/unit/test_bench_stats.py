@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

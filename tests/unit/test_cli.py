@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LAYER, TEST_KEYS
+from helpers import LAYER, TEST_KEYS
 
 from htouhui import protocol
 

@@ -12,7 +12,7 @@ import boto3
 import httpx
 import pytest
 from aws_lambda_powertools.utilities import parameters
-from conftest import TEST_KEYS
+from helpers import TEST_KEYS
 from moto import mock_aws
 
 from htouhui import protocol

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 import pytest
-from conftest import log_entries
+from helpers import log_entries
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -8,7 +8,7 @@ import json
 from types import ModuleType
 from typing import Any
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def _generator() -> ModuleType:

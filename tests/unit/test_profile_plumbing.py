@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-from conftest import PROTOCOL_DIR, ROOT, TEST_KEYS
+from helpers import PROTOCOL_DIR, ROOT, TEST_KEYS
 
 from htouhui import protocol
 from htouhui.client import ClientOptions, HtouhuiClient

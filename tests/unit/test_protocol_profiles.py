@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PROTOCOL_DIR
+from helpers import PROTOCOL_DIR
 
 from htouhui import protocol
 from htouhui.protocol import BUILT_IN, KNOBS, Profile, ProfileError, load_profile

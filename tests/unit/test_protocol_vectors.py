@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import PROTOCOL_DIR, TEST_KEYS
+from helpers import PROTOCOL_DIR, TEST_KEYS
 
 from htouhui import protocol
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import LAYER, ROOT
+from helpers import LAYER, ROOT
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
