@@ -30,6 +30,7 @@ from htouhui.observability import (
     logger,
     metrics,
 )
+from htouhui.source_ip import notify_source_allowed
 
 TEXT: Final = content_types.TEXT_PLAIN + "; charset=utf-8"
 MAX_BODY_BYTES: Final = 16 * 1024
@@ -74,6 +75,9 @@ def _text(status: int, body: str) -> Response[str]:
 
 @app.post(NOTIFY_PATH, include_in_schema=False)
 def notify() -> Response[str]:
+    if not notify_source_allowed(app.current_event.raw_event):  # Htouhui's addresses only, when configured
+        logger.warning("notification refused", extra={"reason": "source address not allowed"})
+        return _text(403, "FAIL")
     try:
         fields = parse_form(event_body_text(app.current_event.raw_event))
     except MalformedMessage as exc:
