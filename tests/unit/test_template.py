@@ -97,7 +97,15 @@ EXPECTED_DESTINATION_GRANTS = {
     "ReconcileFunction": {("sqs:SendMessage", "AsyncFailureQueue.Arn")},
     "PublishStatusFunction": {("sqs:SendMessage", "StreamFailureQueue.Arn")},
 }
-EXPECTED_MANAGED = {name: {BASIC} for name in FUNCTIONS} | {"PublishStatusFunction": {BASIC, STREAM}}
+VPC_ACCESS = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+# The functions that call Htouhui may run in the VPC (EgressMode=nat): SAM attaches the ENI policy whenever
+# VpcConfig is present, also when its Fn::If gives NoValue (test_egress.py).
+EGRESS_FUNCTIONS = ("RegisterFunction", "QueryUserFunction", "ReconcileFunction")
+EXPECTED_MANAGED = (
+    {name: {BASIC} for name in FUNCTIONS}
+    | {"PublishStatusFunction": {BASIC, STREAM}}
+    | {name: {BASIC, VPC_ACCESS} for name in EGRESS_FUNCTIONS}
+)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
