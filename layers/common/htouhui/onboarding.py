@@ -256,6 +256,7 @@ class Onboarding:
                 bank_card_number=notification.bank_card_number,
                 notify_no=notification.notify_no,
                 timestamp=notification.timestamp,
+                raw=dict(fields),
             )
         )
 

@@ -163,6 +163,7 @@ class StatusUpdate:
     borrower: str | None = None
     notify_no: str | None = None  # only notifications carry one; it makes the history record
     timestamp: str | None = None  # Htouhui's, when the event happened
+    raw: Mapping[str, str] | None = None  # a notification's fields as received (sign too): kept in its history
 
 
 class _ConditionFailed(Exception):
@@ -189,9 +190,11 @@ class UserStore:
         dynamodb: Any = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        history_days: int = 0,
     ) -> None:
         self.users_table = users_table
         self.notifications_table = notifications_table
+        self.history_days = history_days  # > 0: history records expire (TTL attribute expires_at) after that many days
         self._dynamodb = dynamodb
         self._lock = threading.Lock()
         self._sleep = sleep
@@ -446,6 +449,10 @@ class UserStore:
         }
         if update.timestamp:
             item["timestamp"] = {"S": update.timestamp}
+        if update.raw is not None:  # re-verifiable and re-appliable later (python -m htouhui.admin reapply)
+            item["raw"] = {"M": {name: {"S": value} for name, value in update.raw.items()}}
+        if self.history_days > 0:
+            item["expires_at"] = {"N": str(int(update.received_at.timestamp()) + self.history_days * 86_400)}
         return {"Item": item, "ConditionExpression": "attribute_not_exists(notify_no)"}
 
     def _not_higher(self, update: StatusUpdate, old: Mapping[str, Any] | None) -> ApplyOutcome:
