@@ -100,3 +100,22 @@ verify: $(STAMP) ## verify JSON fields on stdin: make verify KEY=htouhui_public.
 
 clean: ## remove build output and caches (keeps the virtualenv)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
+
+# Operator commands against a deployed stack (docs/runbook.md): STACK=htouhui-onboarding-$(ENV) by default.
+# USER_ID, not USER: make would take the login name from the environment.
+ADMIN := $(PY) -m htouhui.admin --stack $(or $(STACK),htouhui-onboarding-$(ENV))
+
+.PHONY: admin-show admin-check admin-stuck admin-redrive admin-reapply admin-erase
+admin-show: $(STAMP) ## a user and its history, masked: make admin-show USER_ID=u-0001 [ENV=prod]
+	$(ADMIN) show $(USER_ID)
+admin-check: $(STAMP) ## force a check of one user (CheckUserStatus on the bus): make admin-check USER_ID=u-0001
+	$(ADMIN) check $(USER_ID)
+admin-stuck: $(STAMP) ## users below status 3 not updated for DAYS (and STATUS=1|2|none): make admin-stuck DAYS=3
+	$(ADMIN) stuck --days $(DAYS) $(if $(STATUS),--status $(STATUS))
+admin-redrive: $(STAMP) ## dead letters back: make admin-redrive QUEUE=url (TO_BUS=default | TO_QUEUE=url)
+	$(ADMIN) redrive $(QUEUE) $(if $(TO_QUEUE),--to-queue $(TO_QUEUE),--to-bus $(or $(TO_BUS),default))
+admin-reapply: $(STAMP) ## verify a stored notification again and apply it: make admin-reapply NOTIFY_NO=N...
+	$(ADMIN) reapply $(NOTIFY_NO)
+admin-erase: $(STAMP) ## erase a user's personal data, keep a tombstone: make admin-erase USER_ID=u-0001 CONFIRM=yes
+	@test "$(CONFIRM)" = yes || { echo "erasure cannot be undone: add CONFIRM=yes" >&2; exit 2; }
+	$(ADMIN) erase $(USER_ID) --yes

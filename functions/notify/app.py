@@ -29,6 +29,7 @@ from htouhui.observability import (
     metrics,
 )
 from htouhui.protocol import MalformedMessage
+from htouhui.source_ip import notify_source_allowed
 from htouhui.store import ApplyOutcome
 
 TEXT: Final = content_types.TEXT_PLAIN + "; charset=utf-8"
@@ -65,6 +66,10 @@ def _log_refusal(what: str, refusal: NotificationRejected, metric: str, **extra:
 
 @app.post(NOTIFY_PATH, include_in_schema=False)
 def notify() -> Response[str]:
+    if not notify_source_allowed(app.current_event.raw_event):  # Htouhui's addresses only, when configured
+        refusal = NotificationRejected(RejectionReason.SOURCE_NOT_ALLOWED, field="sourceIp", rule="not_in_allow_list")
+        _log_refusal("notification", refusal, NOTIFICATIONS_REJECTED)
+        return _text(403, "FAIL")
     fields: dict[str, str] = {}
     try:
         fields = callbacks.notification_fields(app.current_event.raw_event)

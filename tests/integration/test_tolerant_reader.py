@@ -143,7 +143,7 @@ def test_variations_a_real_gateway_sends_are_acknowledged_and_recorded(
     assert stored(registered) == (case.status, case.card)
     [record] = registered.history()
     assert record["status"]["N"] == str(case.status) and "unhandled" not in record
-    assert record["received"]["M"]["sign"]["S"]  # kept as received: it can be verified again
+    assert record["raw"]["M"]["sign"]["S"]  # kept as received: it can be verified again
     view = json_body(registered.query(USER))
     assert view["status"] == case.status
     assert view["stage"] == STAGES[case.status]
@@ -175,7 +175,7 @@ def test_a_notification_of_another_type_is_kept_and_changes_nothing(
     assert stored(registered) == (None, None)
     [record] = registered.history()
     assert record["unhandled"] == {"BOOL": True} and record["notify_no"]["S"] == signed["notify_no"]
-    assert record["received"]["M"]["sign"]["S"] == signed["sign"]
+    assert record["raw"]["M"]["sign"]["S"] == signed["sign"]
     assert record.get("notify_type", {}).get("S") == notify_type
     assert answer_of(registered.notify(signed)) == (200, "SUCCESS")  # a redelivery: still one record
     assert len(registered.history()) == 1

@@ -150,6 +150,7 @@ class RejectionReason(enum.StrEnum):
     INVALID_FIELD = "invalid_field"  # a field that decides state is missing or breaks its rule
     UNKNOWN_USER = "unknown_user"  # no registered user with that third_party_user_id
     USER_MISMATCH = "user_mismatch"  # the htouhui_user_id is not the one we stored for that user
+    SOURCE_NOT_ALLOWED = "source_not_allowed"  # the notify route's allow-list (NotifyAllowedCidrs) refused the sender
 
 
 class NotificationRejected(OnboardingError):

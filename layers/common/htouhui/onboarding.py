@@ -269,7 +269,7 @@ class Onboarding:
                 bank_card_number=opened.bank_card_number,
                 notify_no=opened.notify_no,
                 timestamp=opened.timestamp,
-                received=dict(fields),
+                raw=dict(fields),
             )
         )
 

@@ -45,9 +45,14 @@ def onboarding() -> Onboarding:
     with _lock:
         if "onboarding" not in _state:
             from htouhui.onboarding import Onboarding
+            from htouhui.retention import history_days
             from htouhui.store import UserStore
 
-            store = UserStore(_required(current.users_table, "USERS_TABLE"), current.notifications_table or "")
+            store = UserStore(
+                _required(current.users_table, "USERS_TABLE"),
+                current.notifications_table or "",
+                history_days=history_days(),
+            )
             _state["onboarding"] = Onboarding(current, store, client_factory(current))
         value: Onboarding = _state["onboarding"]
         return value

@@ -164,7 +164,7 @@ class StatusUpdate:
     borrower: str | None = None
     notify_no: str | None = None  # only notifications carry one; it makes the history record
     timestamp: str | None = None  # Htouhui's, when the event happened
-    received: Mapping[str, str] | None = None  # the notification as received, `sign` included: re-verifiable
+    raw: Mapping[str, str] | None = None  # a notification's fields as received (sign too): kept in its history
 
 
 class _ConditionFailed(Exception):
@@ -191,9 +191,11 @@ class UserStore:
         dynamodb: Any = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        history_days: int = 0,
     ) -> None:
         self.users_table = users_table
         self.notifications_table = notifications_table
+        self.history_days = history_days  # > 0: history records expire (TTL attribute expires_at) after that many days
         self._dynamodb = dynamodb
         self._lock = threading.Lock()
         self._sleep = sleep
@@ -450,8 +452,10 @@ class UserStore:
         }
         if update.timestamp:
             item["timestamp"] = {"S": update.timestamp}
-        if update.received is not None:
-            item["received"] = _string_map(update.received)
+        if update.raw is not None:  # re-verifiable and re-appliable later (python -m htouhui.admin reapply)
+            item["raw"] = _string_map(update.raw)
+        if self.history_days > 0:
+            item["expires_at"] = {"N": str(int(update.received_at.timestamp()) + self.history_days * 86_400)}
         return {"Item": item, "ConditionExpression": "attribute_not_exists(notify_no)"}
 
     def record_unhandled(
@@ -463,8 +467,10 @@ class UserStore:
             "received_at": {"S": iso_utc(now)},
             "source": {"S": "notify"},
             "unhandled": {"BOOL": True},
-            "received": _string_map(received),
+            "raw": _string_map(received),
         }
+        if self.history_days > 0:
+            item["expires_at"] = {"N": str(int(now.timestamp()) + self.history_days * 86_400)}
         if notify_type:
             item["notify_type"] = {"S": notify_type}
         for name in ("third_party_user_id", "htouhui_user_id"):
