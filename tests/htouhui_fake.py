@@ -31,10 +31,11 @@ class FakeHtouhui:
         *,
         query_path: str = DEFAULT_QUERY_PATH,
         state: Store | None = None,
+        profile: protocol.Profile = protocol.DEFAULT,
     ) -> None:
         self.partner_id = partner_id
         self._key = htouhui_private_key
-        self._merchant = rules.Merchant(partner_id, merchant_public_key)
+        self._merchant = rules.Merchant(partner_id, merchant_public_key, profile)
         self.state = state or Store(partner_id)
         self.interfaces = {REGISTER_PATH: "register", query_path: "query"}
         self.calls: Counter[str] = Counter()
@@ -88,13 +89,18 @@ class FakeHtouhui:
     def _answer(self, interface: str, body: bytes, planned: str | None) -> httpx.Response:
         if planned == "http_500":
             return httpx.Response(500, text="oops")
-        fields = rules.json_fields(body) or {}
+        fields = rules.request_fields(body, self._merchant.profile) or {}
         user = fields.get("third_party_user_id", "")
         if planned is None and interface == "query":
             planned = self.user_failures.get(user)
         if planned is not None:  # as the sandbox's `busy` fault: answered before any rule is applied
             extra = {"third_party_user_id": user}
-            return self._signed(rules.request_no_of(fields), planned, rules.MESSAGES.get(planned, "planned"), extra)
+            return self._signed(
+                rules.request_no_of(fields, self._merchant.profile),
+                planned,
+                rules.MESSAGES.get(planned, "planned"),
+                extra,
+            )
         now = datetime.now(UTC)
         with self.state.lock:
             decision = rules.decide(self.state, interface, body, self._merchant, now)
@@ -106,18 +112,18 @@ class FakeHtouhui:
 
     def _signed(self, request_no: str | None, code: str, message: str, extra: dict[str, str]) -> httpx.Response:
         now = datetime.now(UTC)
-        return httpx.Response(200, json=rules.answer(self._key, self.partner_id, request_no, code, message, extra, now))
+        return httpx.Response(200, json=rules.answer(self._key, self._merchant, request_no, code, message, extra, now))
 
     # --- what Htouhui sends the merchant ------------------------------------------------------------
 
     def notification(self, user: str, status: int, notify_no: str, **overrides: str) -> dict[str, str]:
         return rules.notification(
-            self._key, self.partner_id, self.users[user], status, notify_no, datetime.now(UTC), overrides
+            self._key, self._merchant, self.users[user], status, notify_no, datetime.now(UTC), overrides
         )
 
     def browser_return(self, user: str, status: int, *, code: str = "0000") -> dict[str, str]:
         now = datetime.now(UTC)
         request_no = protocol.new_request_no("RT")
         return rules.browser_return(
-            self._key, self.partner_id, self.users[user], request_no, now, code=code, message="ok", status=status
+            self._key, self._merchant, self.users[user], request_no, now, code=code, message="ok", status=status
         )

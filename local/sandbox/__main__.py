@@ -44,6 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=int(os.environ.get("SANDBOX_PORT", DEFAULT_PORT)))
     serve.add_argument("--keys-dir", type=Path, default=Path(os.environ.get("HTOUHUI_KEYS_DIR", ".local/keys")))
     serve.add_argument("--partner-id", default=os.environ.get("HTOUHUI_PARTNER_ID", DEFAULT_PARTNER_ID))
+    serve.add_argument(
+        "--profile",
+        default=os.environ.get("HTOUHUI_PROFILE") or "default",
+        help="the protocol profile (PROTOCOL.md §8): a built-in name or file:PATH / PATH of a profile JSON file",
+    )
     serve.add_argument("--time-scale", type=float, default=float(os.environ.get("SANDBOX_TIME_SCALE", "1")))
     serve.add_argument("--state-file", type=Path, default=os.environ.get("SANDBOX_STATE_FILE") or None)
     serve.add_argument("--public-url", default=os.environ.get("SANDBOX_PUBLIC_URL") or None)
@@ -116,7 +121,10 @@ def _serve(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.query_path:
         options["query_path"] = args.query_path
+    from htouhui import protocol
+
     config = SandboxConfig(
+        profile=protocol.load_profile(args.profile),
         partner_id=args.partner_id,
         merchant_public_key=keys.merchant_public,
         htouhui_private_key=keys.htouhui_private,

@@ -1,6 +1,6 @@
 """Notification delivery (PROTOCOL.md §6): a form POST to notify_url, retried on a fixed schedule.
 
-Success is HTTP 200 with the body `SUCCESS` (whitespace stripped); anything else, or no answer in
+Success is HTTP 200 with the body the profile's `ack` (whitespace stripped); anything else, or no answer in
 time, is a failed delivery, retried after 15 s, 30 s, 1 min, … 15 h (twelve deliveries at most),
 every delay multiplied by the time scale. Every retry sends the very same body (same notify_no,
 same signature). Every attempt is recorded.
@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from htouhui import protocol
 from sandbox.state import mask, now_iso
 
 RETRY_DELAYS: Final = (15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 54000)
@@ -96,8 +97,10 @@ class Deliverer:
         time_scale: float,
         reorder_hold: Callable[[], int],
         stop_reorder: Callable[[], None],
+        ack: str = protocol.DEFAULT.ack,
     ) -> None:
         self.time_scale = time_scale
+        self.ack = ack
         self.timeout = response_timeout(time_scale)
         self._reorder_hold = reorder_hold
         self._stop_reorder = stop_reorder
@@ -259,7 +262,7 @@ class Deliverer:
             error = f"no answer within {self.timeout:g}s"
         except httpx.HTTPError as exc:
             error = type(exc).__name__
-        acknowledged = status == 200 and full.strip() == "SUCCESS"
+        acknowledged = status == 200 and full.strip() == self.ack
         return Attempt(
             number=number,
             at=at,

@@ -23,7 +23,7 @@ from sandbox.state import Replay, Store, User
 TIMESTAMP_WINDOW_SECONDS: Final = 600
 NOTIFY_TYPE: Final = "OPEN_ACCOUNT"
 MESSAGES: Final = {
-    "0000": "success",
+    protocol.SUCCESS: "success",
     "1001": "signature invalid",
     "1003": "request_no reused with different content",
     "1004": "timestamp outside the allowed window",
@@ -47,46 +47,54 @@ class Rejected(Exception):
 
 @dataclass(frozen=True)
 class Merchant:
-    """Who may call: the partner id and the public key that verifies what the merchant signs."""
+    """Who may call and how it speaks: the partner id, the public key that verifies what the merchant signs,
+    and the protocol profile (PROTOCOL.md §8) both sides use."""
 
     partner_id: str
     public_key: protocol.PublicKey
+    profile: protocol.Profile = protocol.DEFAULT
 
 
 # --- every request ---------------------------------------------------------------------------------------
 
 
-def check_common(fields: dict[str, str], merchant: Merchant, now: datetime) -> None:
-    """The checks of PROTOCOL.md common to every interface, in Htouhui's order; raises Rejected."""
-    if not fields.get("sign"):
+def check_common(fields: dict[str, str], merchant: Merchant, now: datetime) -> dict[str, str]:
+    """The checks of PROTOCOL.md common to every interface, in Htouhui's order; raises Rejected.
+
+    Returns the request named as the rules read it (`Profile.internal`: partner_id, request_no).
+    """
+    profile = merchant.profile
+    if not fields.get(protocol.SIGN_FIELD):
         raise Rejected("1001", "signature invalid: sign is missing")
-    if fields.get("sign_type") != protocol.SIGN_TYPE:
-        raise Rejected("1001", "signature invalid: sign_type must be RSA2")
-    partner_id = fields.get("partner_id")
+    if fields.get(protocol.SIGN_TYPE_FIELD) != profile.sign_type:
+        raise Rejected("1001", f"signature invalid: sign_type must be {profile.sign_type}")
+    partner_id = fields.get(profile.partner_field)
     if not partner_id:
-        raise Rejected("1002", "partner_id: required")
+        raise Rejected("1002", f"{profile.partner_field}: required")
     if partner_id != merchant.partner_id:
-        raise Rejected("1002", "partner_id: not a merchant of this sandbox")
-    if not protocol.verify(fields, merchant.public_key):
+        raise Rejected("1002", f"{profile.partner_field}: not a merchant of this sandbox")
+    if not protocol.verify(fields, merchant.public_key, profile):
         raise Rejected("1001")
-    for name in ("request_no", "timestamp", "version"):
+    for name in (profile.request_field, protocol.TIMESTAMP_FIELD, protocol.VERSION_FIELD):
         if not fields.get(name):
             raise Rejected("1002", f"{name}: required")
-    if not protocol.REQUEST_NO_PATTERN.fullmatch(fields["request_no"]):
-        raise Rejected("1002", "request_no: must be 1 to 32 of [0-9A-Za-z_-]")
-    if fields["version"] != protocol.VERSION:
+    if not protocol.REQUEST_NO_PATTERN.fullmatch(fields[profile.request_field]):
+        raise Rejected("1002", f"{profile.request_field}: must be 1 to 32 of [0-9A-Za-z_-]")
+    if fields[protocol.VERSION_FIELD] != protocol.VERSION:
         raise Rejected("1002", f"version: must be {protocol.VERSION}")
     try:
-        sent = protocol.parse_china_timestamp(fields["timestamp"])
+        sent = profile.parse_timestamp(fields[protocol.TIMESTAMP_FIELD])
     except ValueError:
-        raise Rejected("1002", "timestamp: must be yyyyMMddHHmmss") from None
+        raise Rejected("1002", f"timestamp: must be {profile.timestamp_format}") from None
     if abs((sent - now).total_seconds()) > TIMESTAMP_WINDOW_SECONDS:
         raise Rejected("1004")
+    return profile.internal(fields)
 
 
 def content_of(interface: str, fields: dict[str, str]) -> str:
     """What "the same content" means for a replay: every field but the signature and the time of sending."""
-    kept = {name: value for name, value in fields.items() if name not in ("sign", "sign_type", "timestamp")}
+    unsigned = (protocol.SIGN_FIELD, protocol.SIGN_TYPE_FIELD, protocol.TIMESTAMP_FIELD)
+    kept = {name: value for name, value in fields.items() if name not in unsigned}
     return hashlib.sha256(json.dumps([interface, sorted(kept.items())]).encode("utf-8")).hexdigest()
 
 
@@ -100,10 +108,11 @@ def business(fields: dict[str, str], model: type[Any]) -> Any:
         raise Rejected("1002", f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}") from None
 
 
-def json_fields(body: bytes) -> dict[str, str] | None:
-    """A JSON request's fields, or None when it is not a JSON object of strings."""
+def request_fields(body: bytes, profile: protocol.Profile) -> dict[str, str] | None:
+    """A server call's fields, JSON or form as the profile says, or None when the body is not that."""
     try:
-        data = json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
+        data: Any = protocol.parse_form(text) if profile.request_encoding == "form" else json.loads(text)
     except (UnicodeDecodeError, ValueError):
         return None
     if not isinstance(data, dict) or not all(isinstance(value, str) for value in data.values()):
@@ -111,9 +120,9 @@ def json_fields(body: bytes) -> dict[str, str] | None:
     return data
 
 
-def request_no_of(fields: dict[str, Any]) -> str | None:
-    """The request_no to echo, when it is a well-formed one."""
-    value = fields.get("request_no")
+def request_no_of(fields: dict[str, Any], profile: protocol.Profile) -> str | None:
+    """The request number to echo, when it is a well-formed one."""
+    value = fields.get(profile.request_field)
     return value if isinstance(value, str) and protocol.REQUEST_NO_PATTERN.fullmatch(value) else None
 
 
@@ -174,16 +183,16 @@ class Decision:
 
 def decide(store: Store, interface: str, body: bytes, merchant: Merchant, now: datetime) -> Decision:
     """Register or query (`interface`) on a JSON request body. Hold `store.lock` until the answer is remembered."""
-    fields = json_fields(body)
-    if fields is None:
-        return Decision(None, "1002", "body: must be a JSON object of strings")
+    received = request_fields(body, merchant.profile)
+    if received is None:
+        return Decision(None, "1002", f"body: must be {merchant.profile.request_encoding} fields")
     echo = {}
-    third_party_user_id = fields.get("third_party_user_id", "")
+    third_party_user_id = received.get("third_party_user_id", "")
     if THIRD_PARTY_USER_ID_PATTERN.fullmatch(third_party_user_id):
         echo["third_party_user_id"] = third_party_user_id
-    request_no = request_no_of(fields)
+    request_no = request_no_of(received, merchant.profile)
     try:
-        check_common(fields, merchant, now)
+        fields = check_common(received, merchant, now)
     except Rejected as rejected:
         return Decision(request_no, rejected.code, rejected.message, echo)
     assert request_no is not None
@@ -194,7 +203,8 @@ def decide(store: Store, interface: str, body: bytes, merchant: Merchant, now: d
             return Decision(request_no, "replay", "", replay=replay)
         return Decision(request_no, "1003", MESSAGES["1003"], echo)
     try:
-        return Decision(request_no, "0000", MESSAGES["0000"], INTERFACES[interface](store, fields), content=content)
+        answer = INTERFACES[interface](store, fields)
+        return Decision(request_no, protocol.SUCCESS, MESSAGES[protocol.SUCCESS], answer, content=content)
     except Rejected as rejected:
         return Decision(request_no, rejected.code, rejected.message, echo, content=content)
 
@@ -210,7 +220,7 @@ def remember(store: Store, decision: Decision, status: int, headers: list[tuple[
 
 def answer(
     key: protocol.PrivateKey,
-    partner_id: str,
+    merchant: Merchant,
     request_no: str | None,
     code: str,
     message: str,
@@ -222,16 +232,21 @@ def answer(
         **extra,
         "code": code,
         "message": message,
-        "partner_id": partner_id,
-        "request_no": request_no or "",
-        "timestamp": protocol.china_timestamp(now),
+        protocol.PARTNER_FIELD: merchant.partner_id,
+        protocol.REQUEST_FIELD: request_no or "",
     }
-    return protocol.signed(fields, key)
+    return signed_as(merchant, fields, key, now)
+
+
+def signed_as(merchant: Merchant, fields: dict[str, str], key: protocol.PrivateKey, now: datetime) -> dict[str, str]:
+    """Fields of the rules' names, named, timed and signed as the merchant's profile says."""
+    profile = merchant.profile
+    return protocol.signed({protocol.TIMESTAMP_FIELD: profile.timestamp(now), **profile.external(fields)}, key, profile)
 
 
 def notification(
     key: protocol.PrivateKey,
-    partner_id: str,
+    merchant: Merchant,
     user: User,
     status: int,
     notify_no: str,
@@ -241,10 +256,9 @@ def notification(
     """A signed OPEN_ACCOUNT notification of `status` for `user` (the bank card once the account is open);
     `overrides` replace fields before signing."""
     fields: dict[str, str] = {
-        "partner_id": partner_id,
+        protocol.PARTNER_FIELD: merchant.partner_id,
         "notify_no": notify_no,
         "notify_type": NOTIFY_TYPE,
-        "timestamp": protocol.china_timestamp(now),
         "htouhui_user_id": user.htouhui_user_id,
         "third_party_user_id": user.third_party_user_id,
         "status": str(status),
@@ -252,17 +266,17 @@ def notification(
     if status >= 1 and user.bank_card_number:
         fields["bank_card_number"] = user.bank_card_number
     fields.update(overrides or {})
-    return protocol.signed(fields, key)
+    return signed_as(merchant, fields, key, now)
 
 
 def browser_return(
     key: protocol.PrivateKey,
-    partner_id: str,
+    merchant: Merchant,
     user: User,
     request_no: str,
     now: datetime,
     *,
-    code: str = "0000",
+    code: str = protocol.SUCCESS,
     message: str = "success",
     status: int | None = None,
 ) -> dict[str, str]:
@@ -270,11 +284,10 @@ def browser_return(
     fields = {
         "code": code,
         "message": message,
-        "partner_id": partner_id,
-        "request_no": request_no,
-        "timestamp": protocol.china_timestamp(now),
+        protocol.PARTNER_FIELD: merchant.partner_id,
+        protocol.REQUEST_FIELD: request_no,
         "htouhui_user_id": user.htouhui_user_id,
         "third_party_user_id": user.third_party_user_id,
         "status": str(user.status if status is None else status),
     }
-    return protocol.signed(fields, key)
+    return signed_as(merchant, fields, key, now)

@@ -59,6 +59,7 @@ class SandboxConfig:
     state_file: str | Path | None = None
     public_url: str | None = None
     query_path: str = DEFAULT_QUERY_PATH
+    profile: protocol.Profile = protocol.DEFAULT
 
     def __post_init__(self) -> None:
         if not isinstance(self.merchant_public_key, rsa.RSAPublicKey):
@@ -106,11 +107,13 @@ class Sandbox:
         self.config = config
         self._key = config.htouhui_private_key
         self.public_key = config.htouhui_private_key.public_key()
-        self._merchant = rules.Merchant(config.partner_id, config.merchant_public_key)
+        self._merchant = rules.Merchant(config.partner_id, config.merchant_public_key, config.profile)
         state_file = Path(config.state_file) if config.state_file is not None else None
         self.store = Store(config.partner_id, state_file)
         self.faults = Faults()
-        self.deliverer = Deliverer(config.time_scale, self.faults.reorder_hold, self.faults.stop_reorder)
+        self.deliverer = Deliverer(
+            config.time_scale, self.faults.reorder_hold, self.faults.stop_reorder, config.profile.ack
+        )
         self.clock: Callable[[], float] = time.time
         self.stopping = threading.Event()
         self._running: RunningSandbox | None = None
@@ -172,12 +175,12 @@ class Sandbox:
         return datetime.fromtimestamp(self.clock(), UTC)
 
     def _signed_answer(self, request_no: str | None, code: str, message: str, extra: dict[str, str]) -> bytes:
-        fields = rules.answer(self._key, self.config.partner_id, request_no, code, message, extra, self._now())
+        fields = rules.answer(self._key, self._merchant, request_no, code, message, extra, self._now())
         return json.dumps(fields, ensure_ascii=False).encode("utf-8")
 
     def _broken_signature(self, fields: dict[str, str]) -> str:
         """A well-formed RSA2 signature, by the sandbox's key, over other content: must fail to verify."""
-        return protocol.sign({**fields, "_tampered": "1"}, self._key)
+        return protocol.sign({**fields, "_tampered": "1"}, self._key, self.config.profile)
 
     # --- register and query ---------------------------------------------------------------------
 
@@ -198,7 +201,7 @@ class Sandbox:
                 return Answer(replay.status, JSON_TYPE, replay.body, list(replay.headers), code="replay")
             answer = self._json_answer(decision.request_no, decision.code, decision.message, decision.extra)
             rules.remember(self.store, decision, answer.status, answer.headers, answer.body)
-        if decision.code == "0000":
+        if decision.code == protocol.SUCCESS:
             self.store.save()
         return answer
 
@@ -218,7 +221,7 @@ class Sandbox:
         if fault.busy:
             if interface == "openAccount":
                 return _html(503, error_page("9999", rules.MESSAGES["9999"]), "9999")
-            return self._json_answer(_request_no_of(body), "9999", rules.MESSAGES["9999"], {})
+            return self._json_answer(_request_no_of(body, self.config.profile), "9999", rules.MESSAGES["9999"], {})
         return None
 
     def _after(self, fault: InterfaceFault, answer: Answer) -> Answer:
@@ -249,10 +252,10 @@ class Sandbox:
         except UnicodeDecodeError:
             return self._page_error("1002", "body: must be UTF-8 form fields")
         try:
-            rules.check_common(fields, self._merchant, self._now())
+            fields = rules.check_common(fields, self._merchant, self._now())
         except rules.Rejected as rejected:
             return self._page_error(rejected.code, rejected.message)
-        request_no = fields["request_no"]
+        request_no = fields[protocol.REQUEST_FIELD]
         content = rules.content_of("openAccount", fields)
         with self.store.lock:
             replay = self.store.replays.get(request_no)
@@ -284,7 +287,7 @@ class Sandbox:
             raise rules.Rejected("3001", f"step out of order: type={form.type} needs status >= {start}")
         session = self.store.new_session(
             third_party_user_id=user.third_party_user_id,
-            request_no=fields["request_no"],
+            request_no=fields[protocol.REQUEST_FIELD],
             steps=STEPS[start:],
             notify_url=form.notify_url,
             return_url=form.return_url,
@@ -344,9 +347,7 @@ class Sandbox:
         user.updated_at = datetime.now(UTC).isoformat()
         self.notify(user, session.notify_url)
         message = "success" if completed else f"stopped at step {session.step}: not completed"
-        fields = rules.browser_return(
-            self._key, self.config.partner_id, user, session.request_no, self._now(), message=message
-        )
+        fields = rules.browser_return(self._key, self._merchant, user, session.request_no, self._now(), message=message)
         if session.return_fault == "unsigned":
             fields.pop("sign")
             fields.pop("sign_type")
@@ -363,7 +364,7 @@ class Sandbox:
         status = str(user.status)
         now = self._now()
         notify_no = f"N{protocol.china_timestamp(now)}{secrets.token_hex(6)}"
-        message = rules.notification(self._key, self.config.partner_id, user, user.status, notify_no, now)
+        message = rules.notification(self._key, self._merchant, user, user.status, notify_no, now)
         if corrupt:
             message["sign"] = self._broken_signature(message)
         return self.deliverer.queue(
@@ -439,7 +440,8 @@ class Sandbox:
     def _health(self) -> dict[str, Any]:
         return {
             "status": "ok",
-            "partner_id": self.config.partner_id,
+            protocol.PARTNER_FIELD: self.config.partner_id,
+            "profile": self.config.profile.name,
             "time_scale": self.config.time_scale,
             "query_path": self.config.query_path,
             "users": len(self.store.users),
@@ -535,13 +537,10 @@ def _status(value: Any, name: str) -> int:
     return int(text)
 
 
-def _request_no_of(body: bytes) -> str | None:
-    """The request_no of a JSON request, for echoing in an answer given before reading it properly."""
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return rules.request_no_of(data) if isinstance(data, dict) else None
+def _request_no_of(body: bytes, profile: protocol.Profile) -> str | None:
+    """The request number of a server call, for echoing in an answer given before reading it properly."""
+    fields = rules.request_fields(body, profile)
+    return rules.request_no_of(fields, profile) if fields is not None else None
 
 
 def _free_mobile(user_id: str, taken: dict[str, str]) -> str:

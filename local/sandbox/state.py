@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from htouhui import protocol
+
 STEPS: Final = ("open", "password", "authorise")
 STEP_LEVEL: Final = {"open": 1, "password": 2, "authorise": 3}
 STEP_TITLES: Final = {
@@ -195,7 +197,7 @@ class Store:
         if self.state_file is None:
             return
         with self.lock:
-            data = {"partner_id": self.partner_id, "users": [asdict(user) for user in self.users.values()]}
+            data = {protocol.PARTNER_FIELD: self.partner_id, "users": [asdict(user) for user in self.users.values()]}
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             temporary = self.state_file.with_suffix(self.state_file.suffix + ".tmp")
             temporary.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -54,6 +54,7 @@ class StackConfig:
     keys_dir: Path = ROOT / ".local" / "keys"
     logs_dir: Path = ROOT / ".local" / "logs"
     partner_id: str = DEFAULT_PARTNER_ID
+    profile: str = "default"  # HTOUHUI_PROFILE: both sides, the functions and the sandbox, speak it
     time_scale: float = 1.0
     schedule_seconds: float = 30.0
     sandbox: bool = True
@@ -77,6 +78,7 @@ class StackConfig:
         if env.get("STACK_LOGS_DIR"):
             config.logs_dir = Path(env["STACK_LOGS_DIR"])
         config.partner_id = env.get("HTOUHUI_PARTNER_ID") or config.partner_id
+        config.profile = env.get("HTOUHUI_PROFILE") or config.profile
         config.time_scale = _env_float(env, "SANDBOX_TIME_SCALE", config.time_scale)
         config.schedule_seconds = _env_float(env, "LOCAL_SCHEDULE_SECONDS", config.schedule_seconds)
         config.sandbox = env.get("STACK_SANDBOX", "1").strip().lower() not in ("0", "false", "no", "off")
@@ -223,6 +225,7 @@ class Stack:
             "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.dynamodb_url,
             "AWS_ENDPOINT_URL_EVENTS": self.dynamodb_url,
             "HTOUHUI_PARTNER_ID": config.partner_id,
+            "HTOUHUI_PROFILE": config.profile,
             "HTOUHUI_BASE_URL": self.sandbox_url,
             "SANDBOX_TIME_SCALE": f"{config.time_scale:g}",
             "PUBLIC_BASE_URL": self.api_url,
@@ -257,6 +260,7 @@ class Stack:
         environment = dict(os.environ)
         environment["PYTHONPATH"] = os.pathsep.join([str(LOCAL), str(LAYER), environment.get("PYTHONPATH", "")])
         environment["HTOUHUI_PARTNER_ID"] = config.partner_id
+        environment["HTOUHUI_PROFILE"] = config.profile
         environment["SANDBOX_TIME_SCALE"] = f"{config.time_scale:g}"
         config.logs_dir.mkdir(parents=True, exist_ok=True)
         self._sandbox_log = (config.logs_dir / "sandbox.log").open("ab", buffering=0)

@@ -22,6 +22,7 @@ BANNED_LITERALS = ['"partner_id"', '"request_no"', '"0000"', '"SUCCESS"', '"RSA2
 SOURCES = [
     *sorted((ROOT / "layers" / "common" / "htouhui").glob("*.py")),
     *sorted((ROOT / "functions").glob("*/app.py")),
+    *sorted((ROOT / "local" / "sandbox").glob("*.py")),
 ]
 
 
