@@ -11,7 +11,7 @@ ENV ?= uat
 
 export PYTHONPATH := $(CURDIR)/layers/common$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help venv test lint typecheck cfn-lint pytest unit integration e2e sandbox run demo bench build deploy validate openapi keygen sign verify canonical clean
+.PHONY: help venv test lint typecheck cfn-lint pytest unit integration e2e sandbox run demo bench build deploy validate openapi keygen sign verify canonical clean probe
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -119,3 +119,7 @@ admin-reapply: $(STAMP) ## verify a stored notification again and apply it: make
 admin-erase: $(STAMP) ## erase a user's personal data, keep a tombstone: make admin-erase USER_ID=u-0001 CONFIRM=yes
 	@test "$(CONFIRM)" = yes || { echo "erasure cannot be undone: add CONFIRM=yes" >&2; exit 2; }
 	$(ADMIN) erase $(USER_ID) --yes
+
+probe: $(STAMP) ## which protocol profile Htouhui speaks: make probe ENV=uat PARTNER_ID=P... KEY=merchant_private.pem HTOUHUI_KEY=htouhui_public.pem (from an address Htouhui allows; prod needs ALLOW_PROD=1)
+	@test -n "$(PARTNER_ID)" -a -n "$(KEY)" -a -n "$(HTOUHUI_KEY)" || { echo "make probe needs PARTNER_ID, KEY and HTOUHUI_KEY (a path, file:, secretsmanager: or ssm:)" >&2; exit 2; }
+	$(PY) -m htouhui probe --env $(ENV) --partner-id $(PARTNER_ID) --key $(KEY) --htouhui-key $(HTOUHUI_KEY) $(if $(ALLOW_PROD),--allow-prod) $(foreach p,$(PROFILE),--profile $(p))
