@@ -23,7 +23,8 @@ help: ## list the targets
 $(RUN_STAMP): requirements-run.txt layers/common/requirements.txt
 	@test -x $(PY) || { echo "== creating $(VENV) with $(PYTHON_BOOT)"; $(PYTHON_BOOT) -m venv $(VENV); }
 	@echo "== installing what running needs (requirements-run.txt); make venv or make test add the test tools"
-	$(PIP_INSTALL) -r requirements-run.txt
+	@# --no-compile: Python compiles each module on its first import instead, only the ones running uses
+	$(PIP_INSTALL) --no-compile -r requirements-run.txt
 	@touch $(RUN_STAMP)
 
 $(STAMP): $(RUN_STAMP) requirements-dev.txt
