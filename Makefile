@@ -15,7 +15,7 @@ ENV ?= uat
 
 export PYTHONPATH := $(CURDIR)/layers/common$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help venv test lint typecheck cfn-lint pytest unit integration e2e sandbox run demo stack-routes bench build deploy validate openapi keygen sign verify canonical clean
+.PHONY: help venv test lint typecheck cfn-lint pytest unit integration e2e sandbox run reset demo stack-routes bench build deploy validate openapi keygen sign verify canonical clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -63,6 +63,9 @@ sandbox: $(RUN_STAMP) ## the Htouhui sandbox alone on http://127.0.0.1:3100 (SAN
 
 run: $(RUN_STAMP) ## the whole stack from template.yaml: API :3000, DynamoDB :5000, sandbox :3100 (docs/local.md)
 	PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m stack $(ARGS)
+
+reset: $(RUN_STAMP) ## start over: empty the running stack's tables and reset its sandbox (API_PORT)
+	@PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m stack reset
 
 demo: $(RUN_STAMP) ## one fresh user from register to status 3, step by step, against `make run` (or a stack it starts)
 	PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m stack.demo $(ARGS)

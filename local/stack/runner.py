@@ -488,6 +488,21 @@ class Stack:
         if self.moto is not None:
             self.moto.stop()
 
+    def reset(self) -> dict[str, Any]:
+        """Forget every user, on both sides: the sandbox first (nothing left to deliver), then every item of the
+        template's tables (their streams' REMOVE records match no function's filter)."""
+        assert self.template is not None
+        sandbox = "not running"
+        if self.sandbox_url:
+            request = urllib.request.Request(f"{self.sandbox_url}/_sandbox/reset", data=b"", method="POST")
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                sandbox = "reset" if answer.status == 200 else f"answered {answer.status}"
+        dynamodb = aws.client("dynamodb", self.dynamodb_url)
+        removed = {table.name: _empty_table(dynamodb, table) for table in self.template.tables.values()}
+        self.events.clear()
+        self.console.line(f"reset: sandbox {sandbox}; removed {sum(removed.values())} item(s)")
+        return {"sandbox": sandbox, "removed": removed}
+
     def health(self) -> dict[str, Any]:
         assert self.template is not None
         return {
@@ -536,6 +551,8 @@ class Stack:
         path = request.raw_path
         if path == "/_local/health":
             return _json(200, self.health())
+        if path == "/_local/reset" and request.method == "POST":
+            return _json(200, self.reset())
         if path == "/_local/events" and request.method == "GET":
             return _json(200, {"events": list(self.events)})
         if path == "/_local/schedules" and request.method == "POST":
@@ -566,6 +583,31 @@ def _json(status: int, body: Any) -> apigw.HttpResponse:
 
 def _ms(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
+
+
+def _empty_table(dynamodb: Any, table: Any) -> int:
+    """Delete every item of `table` (a template table); returns how many."""
+    keys = [key["AttributeName"] for key in table.properties["KeySchema"]]
+    names = {f"#k{n}": key for n, key in enumerate(keys)}
+    request: dict[str, Any] = {
+        "TableName": table.name,
+        "ConsistentRead": True,
+        "ProjectionExpression": ", ".join(names),
+        "ExpressionAttributeNames": names,
+    }
+    removed = 0
+    while True:
+        page = dynamodb.scan(**request)
+        items = page.get("Items", [])
+        for start in range(0, len(items), 25):
+            deletes = [{"DeleteRequest": {"Key": item}} for item in items[start : start + 25]]
+            unprocessed: dict[str, Any] = {table.name: deletes}
+            while unprocessed:
+                unprocessed = dynamodb.batch_write_item(RequestItems=unprocessed).get("UnprocessedItems") or {}
+        removed += len(items)
+        if "LastEvaluatedKey" not in page:
+            return removed
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _read_from(path: Path, offset: int) -> bytes:
