@@ -84,7 +84,7 @@ validate: $(STAMP) ## cfn-lint and sam validate --lint on template.yaml
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint --template template.yaml
 
-bench: $(STAMP) ## benchmarks against their floors: prints a table, writes bench/results.json (about 4 min)
+bench: $(STAMP) ## benchmarks against their floors: prints a table, writes bench/results.json (about 4 min on 2 cores)
 	$(PY) -m bench
 
 build: $(STAMP) ## sam build for arm64 without a container (python3.13 from the virtualenv)
