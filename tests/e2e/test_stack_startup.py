@@ -86,31 +86,29 @@ def someone_elses_sandbox(port: int) -> Iterator[None]:
         server.server_close()
 
 
+def assert_start_refused(process: StackProcess, says: str, within: float = 10) -> None:
+    """The stack ended non-zero within `within` seconds, saying `says`, never ready, and left nothing running."""
+    started = time.monotonic()
+    status = ended_within(process, within)
+    assert status is not None, f"still running after {within} s: {process.text()}"
+    assert status != 0 and time.monotonic() - started < within, process.text()
+    assert says in process.text() and "ready" not in process.text(), process.text()
+    assert_nothing_left(process.folder)
+
+
 @pytest.mark.parametrize("variable", PORT_VARIABLES)
 def test_a_busy_port_stops_the_start_within_seconds_naming_its_variable(tmp_path: Path, variable: str) -> None:
     busy = free_port()
     with listening(busy):
-        started = time.monotonic()
         process = StackProcess(tmp_path, **{variable: str(busy)})
-        status = ended_within(process, 10)
-        took = time.monotonic() - started
-    assert status is not None, f"still running after 10 s: {process.text()}"
-    assert status != 0
-    assert f"port {busy}" in process.text() and f"set {variable}=" in process.text(), process.text()
-    assert "ready" not in process.text()
-    assert took < 10
-    assert_nothing_left(tmp_path)
+        assert_start_refused(process, f"port {busy} ")
+    assert f"set {variable}=" in process.text(), process.text()
 
 
 def test_someone_elses_sandbox_on_the_port_is_not_taken_for_ours(tmp_path: Path) -> None:
     port = free_port()
     with someone_elses_sandbox(port):
-        process = StackProcess(tmp_path, SANDBOX_PORT=str(port))
-        status = ended_within(process, 10)
-    assert status not in (None, 0), process.text()
-    assert "set SANDBOX_PORT=" in process.text(), process.text()
-    assert "ready" not in process.text()
-    assert_nothing_left(tmp_path)
+        assert_start_refused(StackProcess(tmp_path, SANDBOX_PORT=str(port)), "set SANDBOX_PORT=")
 
 
 def test_a_sandbox_that_dies_at_start_is_reported_not_ready(tmp_path: Path) -> None:
@@ -118,12 +116,7 @@ def test_a_sandbox_that_dies_at_start_is_reported_not_ready(tmp_path: Path) -> N
     keys.mkdir()
     for name in ("htouhui_private.pem", "htouhui_public.pem"):  # present, so the stack keeps them; unreadable
         (keys / name).write_text("not a key\n")
-    process = StackProcess(tmp_path)
-    status = ended_within(process, 20)
-    assert status not in (None, 0), process.text()
-    assert "the sandbox exited at start" in process.text(), process.text()
-    assert "ready" not in process.text()
-    assert_nothing_left(tmp_path)
+    assert_start_refused(StackProcess(tmp_path), "the sandbox exited at start", within=20)
 
 
 def _sandbox_spawned(folder: Path) -> bool:
