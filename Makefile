@@ -4,25 +4,35 @@ SHELL := /bin/bash
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Two stamps: what running needs (make run/sandbox/demo: requirements-run.txt), and everything (tests, linters,
+# SAM: requirements-dev.txt, which includes the first). A fresh clone's `make run` installs only the first.
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
+PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check --progress-bar off
 # Python 3.13 (the Lambda runtime) when the machine has it, on PATH or through pyenv; else python3 >= 3.11.
 PYTHON_BOOT ?= $(shell scripts/find-python)
 ENV ?= uat
 
 export PYTHONPATH := $(CURDIR)/layers/common$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help venv test lint typecheck cfn-lint pytest unit integration e2e sandbox run demo bench build deploy validate openapi keygen sign verify canonical clean probe
+.PHONY: help venv test lint typecheck cfn-lint pytest unit integration e2e sandbox run reset demo stack-routes bench build deploy validate openapi keygen sign verify canonical clean probe
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
-$(STAMP): requirements-dev.txt layers/common/requirements.txt
-	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+$(RUN_STAMP): requirements-run.txt layers/common/requirements.txt
+	@test -x $(PY) || { echo "== creating $(VENV) with $(PYTHON_BOOT)"; $(PYTHON_BOOT) -m venv $(VENV); }
+	@echo "== installing what running needs (requirements-run.txt); make venv or make test add the test tools"
+	@# --no-compile: Python compiles each module on its first import instead, only the ones running uses
+	$(PIP_INSTALL) --no-compile -r requirements-run.txt
+	@touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP) requirements-dev.txt
+	@echo "== installing the test, lint and build tools (requirements-dev.txt)"
+	$(PIP_INSTALL) -r requirements-dev.txt
 	@touch $(STAMP)
 
-venv: $(STAMP) ## create or refresh the virtualenv from the pinned files
+venv: $(STAMP) ## create or refresh the virtualenv from the pinned files (everything: running, tests, SAM)
 
 test: lint typecheck cfn-lint pytest ## every check and every test (what CI runs)
 
@@ -48,16 +58,19 @@ integration: $(STAMP) ## integration tests only
 e2e: $(STAMP) ## end-to-end tests only
 	$(PY) -m pytest tests/e2e
 
-sandbox: $(STAMP) ## the Htouhui sandbox alone on http://127.0.0.1:3100 (SANDBOX_PORT, SANDBOX_TIME_SCALE, HTOUHUI_PARTNER_ID)
+sandbox: $(RUN_STAMP) ## the Htouhui sandbox alone on http://127.0.0.1:3100 (SANDBOX_PORT, SANDBOX_TIME_SCALE, HTOUHUI_PARTNER_ID)
 	PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m sandbox serve
 
-run: $(STAMP) ## the whole stack from template.yaml: API :3000, DynamoDB :5000, sandbox :3100 (docs/local.md)
+run: $(RUN_STAMP) ## the whole stack from template.yaml: API :3000, DynamoDB :5000, sandbox :3100 (docs/local.md)
 	PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m stack $(ARGS)
 
-demo: $(STAMP) ## one fresh user from register to status 3, step by step, against `make run` (or a stack it starts)
+reset: $(RUN_STAMP) ## start over: empty the running stack's tables and reset its sandbox (API_PORT)
+	@PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m stack reset
+
+demo: $(RUN_STAMP) ## one fresh user from register to status 3, step by step, against `make run` (or a stack it starts)
 	PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m stack.demo $(ARGS)
 
-stack-routes: $(STAMP) ## what `make run` would serve, read from template.yaml (routes, tables, event sources)
+stack-routes: $(RUN_STAMP) ## what `make run` would serve, read from template.yaml (routes, tables, event sources)
 	@PYTHONPATH="$(CURDIR)/local:$(PYTHONPATH)" $(PY) -m stack.template $(or $(TEMPLATE),template.yaml)
 
 openapi: $(STAMP) ## regenerate openapi.json (the merchant routes) from the handlers
@@ -71,7 +84,7 @@ validate: $(STAMP) ## cfn-lint and sam validate --lint on template.yaml
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint --template template.yaml
 
-bench: $(STAMP) ## benchmarks against their floors: prints a table, writes bench/results.json (about 4 min)
+bench: $(STAMP) ## benchmarks against their floors: prints a table, writes bench/results.json (about 4 min on 2 cores)
 	$(PY) -m bench
 
 build: $(STAMP) ## sam build for arm64 without a container (python3.13 from the virtualenv)
@@ -86,16 +99,16 @@ deploy: $(STAMP) ## sam build, then sam deploy --config-env ENV (make deploy ENV
 	$(MAKE) --no-print-directory build ENV=$(ENV)
 	$(SAM) deploy --config-env $(ENV) --template-file $(BUILD_DIR)/template.yaml
 
-keygen: $(STAMP) ## a new merchant key pair: make keygen OUT=dir
+keygen: $(RUN_STAMP) ## a new merchant key pair: make keygen OUT=dir
 	$(PY) -m htouhui keygen --out $(or $(OUT),.local/keys)
 
-canonical: $(STAMP) ## canonical string of a JSON object of fields on stdin
+canonical: $(RUN_STAMP) ## canonical string of a JSON object of fields on stdin
 	@$(PY) -m htouhui canonical
 
-sign: $(STAMP) ## sign JSON fields on stdin: make sign KEY=merchant_private.pem
+sign: $(RUN_STAMP) ## sign JSON fields on stdin: make sign KEY=merchant_private.pem
 	@$(PY) -m htouhui sign --key $(KEY)
 
-verify: $(STAMP) ## verify JSON fields on stdin: make verify KEY=htouhui_public.pem
+verify: $(RUN_STAMP) ## verify JSON fields on stdin: make verify KEY=htouhui_public.pem
 	@$(PY) -m htouhui verify --key $(KEY)
 
 clean: ## remove build output and caches (keeps the virtualenv)

@@ -1,18 +1,39 @@
 """`python -m stack` (`make run`): serve template.yaml on this machine. Every option also has an environment
-variable (shown in brackets); command-line options win."""
+variable (shown in brackets); command-line options win. `python -m stack reset` (`make reset`): make the running
+stack forget every user, in its tables and in its sandbox."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from stack.runner import StackConfig, run
 
 
+def reset(config: StackConfig) -> int:
+    """POST /_local/reset to the stack running on API_PORT."""
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "") else config.host
+    url = f"http://{host}:{config.api_port}/_local/reset"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=60) as answer:
+            result = json.loads(answer.read())
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        print(f"no local stack answered {url} ({error}): is `make run` running (on API_PORT)?", file=sys.stderr)
+        return 1
+    removed = ", ".join(f"{count} from {table}" for table, count in result["removed"].items())
+    print(f"reset: the sandbox {result['sandbox']}; items removed: {removed}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     config = StackConfig.from_env()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["reset"]:
+        return reset(config)
     parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__)
     parser.add_argument("--template", type=Path, default=config.template, help="[STACK_TEMPLATE] template.yaml")
     parser.add_argument("--host", default=config.host, help="[STACK_HOST] 127.0.0.1")

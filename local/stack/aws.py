@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -38,6 +39,9 @@ def serial_moto_server(host: str, port: int) -> Any:
     transaction restores a copy of the whole table, undoing writes that ran beside it. Real DynamoDB applies
     each request atomically; so does this server (clients still race, each request is atomic). Without it a
     storm of concurrent notifications loses updates that DynamoDB itself would keep.
+
+    `start()` binds in the caller's thread and raises OSError when the port is taken: moto's own `start()` binds
+    in its thread, where werkzeug's "Port … is in use" ends the thread and leaves `start()` waiting forever.
     """
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -46,18 +50,44 @@ def serial_moto_server(host: str, port: int) -> Any:
     lock = threading.Lock()
 
     class Serial(ThreadedMotoServer):  # type: ignore[misc]
-        def _server_entry(self) -> None:
+        def start(self) -> None:
             application = DomainDispatcherApplication(create_backend_app)
 
             def serial(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
                 with lock:
                     return list(application(environ, start_response))
 
-            self._server = make_server(self._ip_address, self._port, serial, True, request_handler=MotoRequestHandler)
+            with listening_socket(self._ip_address, self._port) as listener:  # werkzeug serves a duplicate of it
+                self._server = make_server(
+                    self._ip_address, self._port, serial, True, request_handler=MotoRequestHandler, fd=listener.fileno()
+                )
             self._server_ready_event.set()
-            self._server.serve_forever()
+            self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+            self._thread.start()
+
+        def stop(self) -> None:
+            if self._server is not None:
+                if self._thread is not None:
+                    self._server.shutdown()
+                    self._thread.join()
+                self._server.server_close()
+                self._server = None
 
     return Serial(ip_address=host, port=port, verbose=False)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on host:port (SO_REUSEADDR, as HTTP servers bind); OSError when it cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
 
 
 def client(service: str, endpoint: str) -> Any:

@@ -3,6 +3,8 @@ and rules, started together and stopped together."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import html
 import json
 import logging
@@ -15,6 +17,8 @@ import threading
 import time
 import urllib.request
 from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -93,6 +97,54 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Listener:
+    """One port the stack listens on, and the variable that moves it."""
+
+    what: str
+    variable: str
+    port: int
+
+
+class PortUnavailable(RuntimeError):
+    """A port the stack needs is taken (or not ours to take): the message names the variable that moves it."""
+
+    def __init__(self, listener: Listener, host: str, reason: str = "is in use") -> None:
+        self.listener = listener
+        other = next_free_port(host, listener.port)
+        example = f"e.g. `{listener.variable}={other} make run`; " if other else ""
+        super().__init__(
+            f"port {listener.port} ({listener.what}) {reason}: set {listener.variable}=… to use another "
+            f"({example}0 picks any free port)"
+        )
+
+
+class StartFailure(RuntimeError):
+    """The stack cannot start; the message says why and where to look."""
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why host:port cannot be ours ("is in use", "is not ours to take: Permission denied"), or None when free."""
+    try:
+        aws.listening_socket(host, port).close()
+    except OSError as error:
+        return "is in use" if error.errno == errno.EADDRINUSE else f"cannot be listened on ({error.strerror})"
+    # A specific address can bind beside a wildcard listener on some systems (macOS's AirPlay holds *:5000):
+    # whatever answers a connection is someone else's.
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    with socket.socket(socket.AF_INET6 if ":" in target else socket.AF_INET) as probe:
+        probe.settimeout(0.5)
+        return "is in use" if probe.connect_ex((target, port)) == 0 else None
+
+
+def next_free_port(host: str, after: int) -> int | None:
+    """The first free port above `after` (within a few), to suggest instead."""
+    for port in range(after + 1, min(after + 20, 65536)):
+        if port_taken(host, port) is None:
+            return port
+    return None
+
+
 def ensure_keys(folder: Path) -> list[Path]:
     """Both key pairs under `folder`, made on the first run; returns the files it created."""
     from htouhui import protocol
@@ -130,9 +182,16 @@ class Console:
 
 
 class Stack:
-    def __init__(self, config: StackConfig, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        config: StackConfig,
+        console: Console | None = None,
+        *,
+        spawning: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+    ) -> None:
         self.config = config
         self.console = console or Console()
+        self.spawning = spawning  # around each child's start: a signal must not land between fork and bookkeeping
         self.stop_event = threading.Event()
         self.template: Template | None = None
         self.pools: dict[str, FunctionPool] = {}
@@ -151,19 +210,23 @@ class Stack:
         started = time.monotonic()
         config = self.config
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        created = ensure_keys(config.keys_dir)
-        api_port = config.api_port or free_port(config.host)
-        dynamodb_port = config.dynamodb_port or free_port(config.host)
-        sandbox_port = config.sandbox_port or free_port(config.host)
+        # Every port first: a busy one fails before anything starts, naming the variable that moves it.
+        api, dynamodb, sandbox = self.check_ports()
+        with self.spawning():  # a half-written key would break every later start
+            created = ensure_keys(config.keys_dir)
+        api_port = api.port or free_port(config.host)
+        dynamodb_port = dynamodb.port or free_port(config.host)
+        sandbox_port = sandbox.port or free_port(config.host)
         self.api_url = f"http://{config.host}:{api_port}"
         self.dynamodb_url = f"http://{config.host}:{dynamodb_port}"
         self.sandbox_url = f"http://{config.host}:{sandbox_port}"
 
-        # The API socket first: a busy port fails before anything else starts.
-        self.http = apigw.ApiServer((config.host, api_port), self.handle, self.console.line)
+        with _explained(api, config.host):
+            self.http = apigw.ApiServer((config.host, api_port), self.handle, self.console.line)
 
         self.moto = aws.serial_moto_server(config.host, dynamodb_port)
-        self.moto.start()
+        with _explained(dynamodb, config.host):
+            self.moto.start()  # binds here, in this thread: ours once it returns
 
         self.template = load(config.template, parameter_overrides=config.parameter_overrides)
         descriptions = aws.create_tables(self.dynamodb_url, self.template.tables)
@@ -183,7 +246,7 @@ class Stack:
             attributes=attribute,
         )
         if config.sandbox:
-            self._start_sandbox(sandbox_port)
+            self._start_sandbox(sandbox, sandbox_port)
         for logical, function in self.template.functions.items():
             environment = lambda_environment(function, self.overrides(logical))
             log_path = None if config.function_logs == "console" else config.logs_dir / f"{logical}.log"
@@ -210,6 +273,28 @@ class Stack:
         threading.Thread(target=self.http.serve_forever, name="api", daemon=True).start()
         self._serving = True
         self._banner(created, time.monotonic() - started)
+
+    def check_ports(self) -> tuple[Listener, Listener, Listener]:
+        """The API's, DynamoDB's and the sandbox's ports, each free (or 0: any free port) and distinct."""
+        config = self.config
+        listeners = (
+            Listener("the API", "API_PORT", config.api_port),
+            Listener("DynamoDB, moto", "DYNAMODB_PORT", config.dynamodb_port),
+            Listener("the sandbox", "SANDBOX_PORT", config.sandbox_port),
+        )
+        needed = [listener for listener in listeners[: 3 if config.sandbox else 2] if listener.port]
+        seen: dict[int, Listener] = {}
+        for listener in needed:
+            if listener.port in seen:
+                raise StartFailure(
+                    f"{seen[listener.port].variable} and {listener.variable} are both {listener.port}: "
+                    "set one of them to another port"
+                )
+            seen[listener.port] = listener
+            reason = port_taken(config.host, listener.port)
+            if reason:
+                raise PortUnavailable(listener, config.host, reason)
+        return listeners
 
     def overrides(self, logical: str) -> dict[str, str]:
         """The local values that replace the cloud's in every function's environment."""
@@ -250,7 +335,7 @@ class Stack:
                 names.add(function.environment["EVENT_BUS_NAME"].rsplit("/", 1)[-1])
         return names or {"default"}
 
-    def _start_sandbox(self, port: int) -> None:
+    def _start_sandbox(self, listener: Listener, port: int) -> None:
         config = self.config
         assert self.template is not None
         if not (LOCAL / "sandbox" / "__main__.py").exists():
@@ -263,7 +348,9 @@ class Stack:
         environment["HTOUHUI_PROFILE"] = config.profile
         environment["SANDBOX_TIME_SCALE"] = f"{config.time_scale:g}"
         config.logs_dir.mkdir(parents=True, exist_ok=True)
-        self._sandbox_log = (config.logs_dir / "sandbox.log").open("ab", buffering=0)
+        log_path = config.logs_dir / "sandbox.log"
+        self._sandbox_log = log_path.open("ab", buffering=0)
+        log_start = self._sandbox_log.tell()  # this start's lines only: earlier runs' are in the file too
         query_paths = {
             f.environment["HTOUHUI_QUERY_PATH"]
             for f in self.template.functions.values()
@@ -277,21 +364,37 @@ class Stack:
             "--time-scale", f"{config.time_scale:g}",
             *(["--query-path", query_paths.pop()] if len(query_paths) == 1 else []),
         ]  # fmt: skip
-        self.sandbox = subprocess.Popen(
-            command, env=environment, stdout=self._sandbox_log, stderr=subprocess.STDOUT, cwd=str(ROOT)
-        )
+        with self.spawning():
+            self.sandbox = subprocess.Popen(
+                command, env=environment, stdout=self._sandbox_log, stderr=subprocess.STDOUT, cwd=str(ROOT)
+            )
+        child = self.sandbox
+        # Ours once our child says it listens (it prints its URL after binding) and the URL answers: a health
+        # answer alone may come from someone else's sandbox on that port.
+        banner = f"Htouhui sandbox on {self.sandbox_url}".encode()
 
-        def healthy() -> bool:
-            if self.sandbox is not None and self.sandbox.poll() is not None:
-                return True
+        def our_child_answers() -> bool:
+            if child.poll() is not None:
+                return True  # done waiting: it died
+            if banner not in _read_from(log_path, log_start):
+                return False
             try:
                 with urllib.request.urlopen(f"{self.sandbox_url}/_sandbox/health", timeout=1) as answer:
                     return bool(answer.status == 200)
             except OSError:
                 return False
 
-        if not aws.wait_for(healthy, 30, 0.1) or self.sandbox.poll() is not None:
-            raise RuntimeError(f"the sandbox did not start; see {config.logs_dir / 'sandbox.log'}")
+        answered = aws.wait_for(our_child_answers, 30, 0.05)
+        if child.poll() is not None:
+            output = _read_from(log_path, log_start).decode("utf-8", "replace")
+            if "Address already in use" in output:
+                raise PortUnavailable(listener, config.host)
+            last = output.strip().splitlines()[-1:] or ["no output"]
+            raise StartFailure(
+                f"the sandbox exited at start (status {child.returncode}: {last[0][:200]}); see {_relative(log_path)}"
+            )
+        if not answered:
+            raise StartFailure(f"the sandbox did not answer within 30 s; see {_relative(log_path)}")
 
     # -- loops ---------------------------------------------------------------------------------------------------
     def _schedule_loop(self, schedule: Any) -> None:
@@ -389,6 +492,21 @@ class Stack:
         if self.moto is not None:
             self.moto.stop()
 
+    def reset(self) -> dict[str, Any]:
+        """Forget every user, on both sides: the sandbox first (nothing left to deliver), then every item of the
+        template's tables (their streams' REMOVE records match no function's filter)."""
+        assert self.template is not None
+        sandbox = "not running"
+        if self.sandbox_url:
+            request = urllib.request.Request(f"{self.sandbox_url}/_sandbox/reset", data=b"", method="POST")
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                sandbox = "reset" if answer.status == 200 else f"answered {answer.status}"
+        dynamodb = aws.client("dynamodb", self.dynamodb_url)
+        removed = {table.name: _empty_table(dynamodb, table) for table in self.template.tables.values()}
+        self.events.clear()
+        self.console.line(f"reset: sandbox {sandbox}; removed {sum(removed.values())} item(s)")
+        return {"sandbox": sandbox, "removed": removed}
+
     def health(self) -> dict[str, Any]:
         assert self.template is not None
         return {
@@ -437,6 +555,8 @@ class Stack:
         path = request.raw_path
         if path == "/_local/health":
             return _json(200, self.health())
+        if path == "/_local/reset" and request.method == "POST":
+            return _json(200, self.reset())
         if path == "/_local/events" and request.method == "GET":
             return _json(200, {"events": list(self.events)})
         if path == "/_local/schedules" and request.method == "POST":
@@ -469,6 +589,49 @@ def _ms(started: float) -> int:
     return round((time.monotonic() - started) * 1000)
 
 
+def _empty_table(dynamodb: Any, table: Any) -> int:
+    """Delete every item of `table` (a template table); returns how many."""
+    keys = [key["AttributeName"] for key in table.properties["KeySchema"]]
+    names = {f"#k{n}": key for n, key in enumerate(keys)}
+    request: dict[str, Any] = {
+        "TableName": table.name,
+        "ConsistentRead": True,
+        "ProjectionExpression": ", ".join(names),
+        "ExpressionAttributeNames": names,
+    }
+    removed = 0
+    while True:
+        page = dynamodb.scan(**request)
+        items = page.get("Items", [])
+        for start in range(0, len(items), 25):
+            deletes = [{"DeleteRequest": {"Key": item}} for item in items[start : start + 25]]
+            unprocessed: dict[str, Any] = {table.name: deletes}
+            while unprocessed:
+                unprocessed = dynamodb.batch_write_item(RequestItems=unprocessed).get("UnprocessedItems") or {}
+        removed += len(items)
+        if "LastEvaluatedKey" not in page:
+            return removed
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    with path.open("rb") as file:
+        file.seek(offset)
+        return file.read()
+
+
+@contextlib.contextmanager
+def _explained(listener: Listener, host: str) -> Iterator[None]:
+    """A failed bind of `listener`'s port, as a message naming the variable that moves it."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        reason = "is in use" if error.errno == errno.EADDRINUSE else f"cannot be listened on ({error.strerror})"
+        raise PortUnavailable(listener, host, reason) from error
+
+
 def _relative(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd()))
@@ -476,29 +639,86 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+class StartInterrupted(BaseException):
+    """SIGINT or SIGTERM arrived during start-up (a BaseException: no `except Exception` on the way swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _Signals:
+    """SIGINT and SIGTERM: during start-up they interrupt it at once (StartInterrupted), except while a child is
+    being spawned (`spawning()`: then as soon as it is recorded, so that stop() can end it); once the stack
+    runs, they ask it to stop; while it stops, they are only noted."""
+
+    def __init__(self) -> None:
+        self.phase = "starting"
+        self.stop_requested = threading.Event()
+        self._spawning = 0
+        self._pending: int | None = None
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.stop_requested.set()
+        if self.phase != "starting":
+            return
+        if self._spawning:
+            self._pending = signum
+            return
+        self.phase = "stopping"
+        raise StartInterrupted(signum)
+
+    @contextlib.contextmanager
+    def spawning(self) -> Iterator[None]:
+        self._spawning += 1
+        try:
+            yield
+        finally:
+            self._spawning -= 1
+            if not self._spawning and self._pending is not None and self.phase == "starting":
+                self.phase = "stopping"
+                raise StartInterrupted(self._pending)
+
+
 def run(config: StackConfig) -> int:
-    stack = Stack(config)
-    stopping = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    signals = _Signals()
+    signals.install()
+    stack = Stack(config, spawning=signals.spawning)
     try:
-        stack.start()
-    except Exception as exc:
-        print(f"the local stack could not start: {exc}", file=sys.stderr)
-        stack.stop()
-        return 1
-    try:
-        while not stopping.wait(0.5):
+        try:
+            stack.start()
+        except StartInterrupted:
+            raise
+        except Exception as exc:
+            signals.phase = "stopping"
+            print(f"the local stack could not start: {exc}", file=sys.stderr, flush=True)
+            return 1
+        signals.phase = "running"
+        while not signals.stop_requested.wait(0.5):
             pass
-    finally:
         print("stopping ...", flush=True)
+        return 0
+    except StartInterrupted as interrupted:
+        print(f"{interrupted} during start-up: stopping ...", file=sys.stderr, flush=True)
+        return 128 + interrupted.signum
+    finally:
+        signals.phase = "stopping"
         stack.stop()
         print("stopped", flush=True)
-    return 0
 
 
-__all__ = ["ACCOUNT_ID", "REGION", "Stack", "StackConfig", "ensure_keys", "free_port", "run"]
+__all__ = [
+    "ACCOUNT_ID",
+    "REGION",
+    "PortUnavailable",
+    "Stack",
+    "StackConfig",
+    "StartFailure",
+    "ensure_keys",
+    "free_port",
+    "run",
+]

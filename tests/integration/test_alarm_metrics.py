@@ -1,6 +1,6 @@
 """Every metric of our own namespace that an alarm in template.yaml reads is one the code really emits.
 
-The handlers run against moto and the Htouhui sandbox (tests/handler_harness.py); the sandbox's fault controls make
+The handlers run against moto and the Htouhui sandbox (tests/integration/conftest.py); the sandbox's fault controls make
 Htouhui time out, drop the connection, answer 503, 9999, HTML or a bad signature, and forged notifications are
 posted. What the functions print is parsed as CloudWatch embedded metric format (EMF), exactly the lines Lambda
 writes to CloudWatch Logs, and each (metric name, dimensions) an alarm reads must be among them: an alarm on a
