@@ -70,7 +70,7 @@ def test_claim_then_complete_then_done(store: UserStore, client: Any, tables: tu
     assert store.claim_registration("u1", "digest-a", NOW).outcome is ClaimOutcome.IN_PROGRESS
     assert store.claim_registration("u1", "digest-b", NOW).outcome is ClaimOutcome.OTHER_MOBILE
     record = store.complete_registration("u1", "10001", NOW)
-    assert record.registered and record.unfinished and record.stage == "REGISTERED"
+    assert record.registered and record.unfinished and record.view().stage == "REGISTERED"
     again = store.claim_registration("u1", "digest-a", NOW + timedelta(minutes=5))
     assert again.outcome is ClaimOutcome.DONE and again.record and again.record.htouhui_user_id == "10001"
     assert store.claim_registration("u1", "digest-b", NOW).outcome is ClaimOutcome.OTHER_MOBILE
@@ -135,7 +135,7 @@ def test_mark_open_requested_rules(store: UserStore) -> None:
         store.mark_open_requested("half", ID_CARD, NOW)
     register(store, "u5")
     record = store.mark_open_requested("u5", ID_CARD, NOW)
-    assert record.open_requested and record.id_card == ID_CARD and record.stage == "OPEN_REQUESTED"
+    assert record.open_requested and record.id_card == ID_CARD and record.view().stage == "OPEN_REQUESTED"
     store.mark_open_requested("u5", OTHER_ID_CARD, NOW)  # no account yet: the id_card may still change
     assert store.apply_status(notify("u5", 0, "n-fail")) is ApplyOutcome.APPLIED
     store.mark_open_requested("u5", ID_CARD, NOW)  # status 0: opening failed, may retry with another
@@ -156,7 +156,7 @@ def test_status_only_rises_and_every_accepted_notification_is_kept(
     assert store.apply_status(notify("u6", 3, "n3", bank_card_number="6222000011112222")) is ApplyOutcome.APPLIED
     assert store.apply_status(notify("u6", 1, "n1")) is ApplyOutcome.STALE
     record = store.get("u6")
-    assert record is not None and record.status == 3 and record.stage == "COMPLETED" and not record.unfinished
+    assert record is not None and record.status == 3 and record.view().stage == "COMPLETED" and not record.unfinished
     assert record.view().ready_for_debt_matching and record.view().bank_card_number == "****2222"
     assert "unfinished" not in raw_item(client, tables[0], "u6")
 

@@ -210,3 +210,29 @@ def test_register_never_answers_500(fake_onboarding: Any, body: str | bytes, bas
         error = json_body(answer)["error"]
         assert error["code"] == "invalid_request" and error["fields"]
         assert error["request_id"] == event["requestContext"]["requestId"]
+
+
+def test_the_most_specific_entry_of_the_table_wins_whatever_its_place() -> None:
+    from htouhui.api import ERRORS, error_for
+    from htouhui.errors import HtouhuiTimeout, HtouhuiUnreachable, MobileMismatch
+
+    class LateTimeout(HtouhuiTimeout):
+        """A subclass nobody listed: it takes its nearest listed ancestor's answer."""
+
+    assert (error_for(HtouhuiUnreachable("x")).status, error_for(HtouhuiUnreachable("x")).code) == (
+        503,
+        "upstream_unreachable",
+    )
+    assert error_for(LateTimeout("x")).code == "upstream_timeout"
+    assert error_for(MobileMismatch()).status == 409
+    reordered = dict(reversed(list(ERRORS.items())))  # the table's order does not decide
+    ERRORS.clear()
+    ERRORS.update(reordered)
+    try:
+        assert error_for(HtouhuiUnreachable("x")).code == "upstream_unreachable"
+        assert error_for(LateTimeout("x")).code == "upstream_timeout"
+    finally:
+        original = dict(reversed(list(ERRORS.items())))
+        ERRORS.clear()
+        ERRORS.update(original)
+    assert error_for(KeyError("x")).code == "internal_error"

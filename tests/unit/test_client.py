@@ -26,7 +26,6 @@ from htouhui.client import (
     HtouhuiClient,
     RetryPolicy,
     Timeouts,
-    base_url_for,
 )
 from htouhui.errors import (
     HtouhuiBusy,
@@ -233,14 +232,6 @@ def test_query_path_is_configurable(fake: FakeHtouhui, make_client: Callable[...
     fake.script = [fake.answer(status="0", borrower="0")]
     make_client(query_path="/openapi/v2/user/info").query(QUERY)
     assert fake.requests[0][0] == "/openapi/v2/user/info"
-
-
-def test_base_url_for_each_environment() -> None:
-    assert base_url_for("uat") == "https://new-uat.test.htouhui.com"
-    assert base_url_for("stage") == "https://stage.htouhui.com"
-    assert base_url_for("prod") == "https://www.htouhui.com"
-    with pytest.raises(ValueError, match="unknown Htouhui environment"):
-        base_url_for("dev")
 
 
 def test_a_client_needs_a_htouhui_key(merchant_private_key: protocol.PrivateKey) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Annotated, Any, Final
@@ -39,7 +40,6 @@ from htouhui.errors import (
     HtouhuiTimeout,
     HtouhuiUnreachable,
     InvalidInput,
-    NotificationRejected,
     StoreUnavailable,
     UserNotFound,
     code_meaning,
@@ -122,45 +122,56 @@ class ApiError:
     htouhui_code: str | None = None
 
 
+def _validation(exc: RequestValidationError) -> ApiError:
+    if any(_is_response(error) for error in exc.errors()):
+        return INTERNAL_ERROR  # our answer broke its own model: a bug, never the caller's fault
+    return ApiError(400, "invalid_request", "the request is invalid", validation_fields(exc.errors()))
+
+
+def _rejected(exc: HtouhuiRejected) -> ApiError:
+    if exc.is_conflict:
+        return ApiError(409, "conflict", _htouhui_message(exc.code), htouhui_code=exc.code)
+    return ApiError(502, "upstream_error", _htouhui_message(exc.code), htouhui_code=exc.code)
+
+
+INTERNAL_ERROR: Final = ApiError(500, "internal_error", "internal error")
+_NOT_UTF8_JSON: Final = ApiError(
+    400, "invalid_request", "the request is invalid", [("body", "body must be UTF-8 JSON")]
+)
+# Exception class -> its answer. A failure takes the entry of the most specific class it is an instance of
+# (the nearest in its MRO), so the order of the table does not matter: HtouhuiUnreachable (a HtouhuiTimeout)
+# is 503 upstream_unreachable, any other HtouhuiTimeout 504.
+ERRORS: Final[dict[type[Exception], Callable[[Any], ApiError]]] = {
+    ResponseValidationError: lambda _: INTERNAL_ERROR,
+    RequestValidationError: _validation,
+    RequestUnsupportedContentType: lambda _: ApiError(
+        400, "invalid_request", "the request is invalid", [("body", "content type must be JSON")]
+    ),
+    UnicodeDecodeError: lambda _: _NOT_UTF8_JSON,
+    binascii.Error: lambda _: _NOT_UTF8_JSON,
+    InvalidInput: lambda exc: ApiError(400, "invalid_request", "the request is invalid", list(exc.fields)),
+    UserNotFound: lambda _: ApiError(404, "not_found", "unknown third_party_user_id"),
+    NotFoundError: lambda _: ApiError(404, "not_found", "no such route"),
+    Conflict: lambda exc: ApiError(409, "conflict", str(exc)),
+    HtouhuiRejected: _rejected,
+    HtouhuiSignatureError: lambda _: ApiError(502, "upstream_error", "Htouhui's answer failed signature verification"),
+    HtouhuiProtocolError: lambda _: ApiError(502, "upstream_error", "Htouhui's answer could not be read"),
+    HtouhuiBusy: lambda exc: ApiError(503, "upstream_busy", "Htouhui is busy; try again later", htouhui_code=exc.code),
+    HtouhuiUnreachable: lambda _: ApiError(
+        503, "upstream_unreachable", "Htouhui could not be reached; try again later"
+    ),
+    HtouhuiTimeout: lambda _: ApiError(504, "upstream_timeout", "no answer from Htouhui in time"),
+    StoreUnavailable: lambda _: ApiError(503, "unavailable", "storage is unavailable; try again later"),
+}
+
+
 def error_for(exc: Exception) -> ApiError:
-    """The one table from a failure to API.md's answer."""
-    if isinstance(exc, ResponseValidationError) or (
-        isinstance(exc, RequestValidationError) and any(_is_response(error) for error in exc.errors())
-    ):
-        return ApiError(500, "internal_error", "internal error")
-    if isinstance(exc, RequestValidationError):
-        return ApiError(400, "invalid_request", "the request is invalid", validation_fields(exc.errors()))
-    if isinstance(exc, RequestUnsupportedContentType):
-        return ApiError(400, "invalid_request", "the request is invalid", [("body", "content type must be JSON")])
-    if isinstance(exc, UnicodeDecodeError | binascii.Error):
-        return ApiError(400, "invalid_request", "the request is invalid", [("body", "body must be UTF-8 JSON")])
-    if isinstance(exc, InvalidInput):
-        return ApiError(400, "invalid_request", "the request is invalid", list(exc.fields))
-    if isinstance(exc, UserNotFound):
-        return ApiError(404, "not_found", "unknown third_party_user_id")
-    if isinstance(exc, NotFoundError):
-        return ApiError(404, "not_found", "no such route")
-    if isinstance(exc, Conflict):
-        return ApiError(409, "conflict", str(exc))
-    if isinstance(exc, HtouhuiRejected):
-        if exc.is_conflict:
-            return ApiError(409, "conflict", _htouhui_message(exc.code), htouhui_code=exc.code)
-        return ApiError(502, "upstream_error", _htouhui_message(exc.code), htouhui_code=exc.code)
-    if isinstance(exc, HtouhuiSignatureError):
-        return ApiError(502, "upstream_error", "Htouhui's answer failed signature verification")
-    if isinstance(exc, HtouhuiProtocolError):
-        return ApiError(502, "upstream_error", "Htouhui's answer could not be read")
-    if isinstance(exc, HtouhuiBusy):
-        return ApiError(503, "upstream_busy", "Htouhui is busy; try again later", htouhui_code=exc.code)
-    if isinstance(exc, HtouhuiUnreachable):
-        return ApiError(503, "upstream_unreachable", "Htouhui could not be reached; try again later")
-    if isinstance(exc, HtouhuiTimeout):
-        return ApiError(504, "upstream_timeout", "no answer from Htouhui in time")
-    if isinstance(exc, StoreUnavailable):
-        return ApiError(503, "unavailable", "storage is unavailable; try again later")
-    if isinstance(exc, NotificationRejected):
-        return ApiError(400, "invalid_request", "the message was rejected", [("message", exc.reason)])
-    return ApiError(500, "internal_error", "internal error")
+    """The one table from a failure to API.md's answer: the most specific class's entry wins."""
+    for cls in type(exc).__mro__:
+        build = ERRORS.get(cls)
+        if build is not None:
+            return build(exc)
+    return INTERNAL_ERROR
 
 
 def _is_response(error: Any) -> bool:

@@ -78,13 +78,6 @@ class ClientOptions:
         return self.base_url.rstrip("/") + OPEN_ACCOUNT_PATH
 
 
-def base_url_for(environment: str) -> str:
-    try:
-        return ENVIRONMENTS[environment]
-    except KeyError:
-        raise ValueError(f"unknown Htouhui environment {environment!r}: one of {', '.join(ENVIRONMENTS)}") from None
-
-
 @dataclass(frozen=True)
 class CallRecord:
     """One attempt, for metrics and logs: no field values, only what happened."""

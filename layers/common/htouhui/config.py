@@ -51,7 +51,6 @@ class Settings:
     users_table: str | None
     key_cache_seconds: int
     notifications_table: str | None = None
-    event_bus_name: str | None = None
     reconcile_concurrency: int = 10
     # what was loaded, by kind ("keys", "htouhui"): (monotonic time of the load, value)
     _loaded: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False, compare=False)
@@ -151,7 +150,6 @@ class Settings:
             users_table=text("USERS_TABLE"),
             key_cache_seconds=key_cache_seconds,
             notifications_table=text("NOTIFICATIONS_TABLE"),
-            event_bus_name=text("EVENT_BUS_NAME"),
             reconcile_concurrency=reconcile_concurrency,
         )
 

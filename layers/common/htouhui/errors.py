@@ -1,4 +1,5 @@
-"""Typed failures of a call to Htouhui. The API's error mapper turns each into API.md's answer."""
+"""Every failure the layer names: a call to Htouhui that went wrong, a business rule that said no, a refused
+notification, the store unavailable. `htouhui.api.ERRORS` maps each to API.md's answer; none carries a value."""
 
 from __future__ import annotations
 

@@ -180,7 +180,6 @@ _install_masking()
 
 # --- metrics ----------------------------------------------------------------------------------------
 
-COLD_START: Final = "ColdStart"  # emitted by metrics.log_metrics(capture_cold_start_metric=True)
 REGISTRATIONS: Final = "Registrations"
 NOTIFICATIONS_ACCEPTED: Final = "NotificationsAccepted"
 NOTIFICATIONS_REJECTED: Final = "NotificationsRejected"

@@ -8,11 +8,12 @@ The detail carries no personal data: ids and levels only.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from htouhui.models import COMPLETED_STATUS
+from htouhui.observability import STATUS_EVENTS_PUBLISHED, count, logger
 
 SOURCE: Final = "htouhui.onboarding"
 DETAIL_TYPE: Final = "UserStatusChanged"
@@ -70,3 +71,80 @@ def put_events_entry(record: Mapping[str, Any], event_bus_name: str) -> dict[str
     if isinstance(created, int | float):
         entry["Time"] = datetime.fromtimestamp(created, UTC)
     return entry
+
+
+# --- publishing a stream batch (the publish_status function) -----------------------------------------
+
+PUT_EVENTS_MAX: Final = 10
+
+_clients: dict[str, Any] = {}
+
+
+def events_client() -> Any:
+    """boto3's EventBridge client, created on first use (honours AWS_ENDPOINT_URL_EVENTS)."""
+    if "events" not in _clients:
+        import boto3
+
+        _clients["events"] = boto3.client("events")
+    return _clients["events"]
+
+
+def set_events_client(client: Any | None) -> None:
+    """Inject a client (tests); None drops it so the next call creates one."""
+    if client is None:
+        _clients.pop("events", None)
+    else:
+        _clients["events"] = client
+
+
+def _ids(entry: dict[str, Any]) -> dict[str, Any]:
+    detail = json.loads(entry["Detail"])
+    return {name: detail[name] for name in ("third_party_user_id", "old_status", "new_status")}
+
+
+def publish(records: Iterable[dict[str, Any]], put_events: Callable[..., Any], bus: str) -> str | None:
+    """Publish the changes in order; the sequence number of the first record not published, or None."""
+    pending: list[tuple[str, dict[str, Any]]] = []  # (sequence number, PutEvents entry)
+
+    def flush() -> str | None:
+        if not pending:
+            return None
+        try:
+            answer = put_events(Entries=[entry for _, entry in pending])
+            results = answer.get("Entries") or []
+        except Exception:
+            logger.exception("PutEvents failed", extra={"entries": len(pending)})
+            return pending[0][0]
+        for index, (sequence, entry) in enumerate(pending):
+            result = results[index] if index < len(results) else {"ErrorCode": "missing"}
+            if result.get("ErrorCode") or not result.get("EventId"):
+                logger.error(
+                    "UserStatusChanged not published",
+                    extra={"error_code": result.get("ErrorCode"), **_ids(entry)},
+                )
+                count(STATUS_EVENTS_PUBLISHED, index)
+                return sequence
+        count(STATUS_EVENTS_PUBLISHED, len(pending))
+        for _, entry in pending:
+            logger.info("UserStatusChanged published", extra=_ids(entry))
+        pending.clear()
+        return None
+
+    for record in records:
+        sequence = str((record.get("dynamodb") or {}).get("SequenceNumber", ""))
+        try:
+            entry = put_events_entry(record, bus)
+        except (TypeError, ValueError, AttributeError):
+            logger.exception("unreadable stream record skipped", extra={"sequence_number": sequence})
+            continue
+        if entry is None:
+            continue
+        pending.append((sequence, entry))
+        if len(pending) == PUT_EVENTS_MAX and (failed := flush()) is not None:
+            return failed
+    return flush()
+
+
+def batch_answer(failed: str | None) -> dict[str, Any]:
+    """The stream batch's answer (ReportBatchItemFailures): Lambda retries from the first record not published."""
+    return {"batchItemFailures": [] if failed is None else [{"itemIdentifier": failed}]}

@@ -38,7 +38,7 @@ from htouhui.errors import (
     StoreUnavailable,
     UserNotFound,
 )
-from htouhui.models import COMPLETED_STATUS, Stage, UserView, derive_stage
+from htouhui.models import COMPLETED_STATUS, UserView
 
 __all__ = [
     "ApplyOutcome",
@@ -126,10 +126,6 @@ class UserRecord:
     @property
     def registered(self) -> bool:
         return self.registration == DONE and self.htouhui_user_id is not None
-
-    @property
-    def stage(self) -> Stage:
-        return derive_stage(self.status, self.open_requested)
 
     def view(self) -> UserView:
         return UserView.of(
