@@ -1,7 +1,7 @@
 """`make bench` (= `python -m bench`): every figure against its floor, measured side by side in this run.
 
 Prints a table and writes bench/results.json. `--quick` runs tiny sizes (a smoke test of the bench itself,
-figures meaningless); `--only cold,warm,...` runs some sections.
+figures meaningless); `--only cold,priming,warm,...` runs some sections.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bench.keys import make_keys  # noqa: E402
 from bench.servers import moto_server, sandbox_server  # noqa: E402
 from bench.stats import Figure, table, write_results  # noqa: E402
 
-SECTIONS = ("sizes", "cold", "signing", "warm", "reconcile")
+SECTIONS = ("sizes", "cold", "priming", "signing", "warm", "reconcile")
 FULL = {
     "cold_rounds": 11,
     "deployed_rounds": 5,
@@ -87,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             figures += found
             progress("cold start done")
+        if "priming" in chosen:
+            found, details["priming"] = cold.measure_priming(
+                keys_dir, rounds=settings["cold_rounds"], progress=progress
+            )
+            figures += found
+            progress("priming done")
         if "signing" in chosen:
             found, details["signing"] = signing.measure(
                 keys_dir, sign_rounds=settings["sign_rounds"], verify_rounds=settings["sign_rounds"], progress=progress

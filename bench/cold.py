@@ -69,6 +69,22 @@ def run_once(target: Target, python: str = sys.executable) -> dict[str, Any]:
     return data
 
 
+def run_rounds(
+    chosen: list[Target], rounds: int, progress: Callable[[int], None] = lambda _: None
+) -> dict[str, list[dict[str, Any]]]:
+    """One warm-up round (.pyc files written, files in the page cache), then `rounds` rounds of every target,
+    in a rotating order: each target's samples by name."""
+    samples: dict[str, list[dict[str, Any]]] = {target.name: [] for target in chosen}
+    for target in chosen:
+        run_once(target)
+    for number in range(rounds):
+        shift = number % len(chosen)
+        for target in chosen[shift:] + chosen[:shift]:
+            samples[target.name].append(run_once(target))
+        progress(number + 1)
+    return samples
+
+
 def measure(
     keys_dir: Path,
     *,
@@ -77,14 +93,7 @@ def measure(
     progress: Callable[[str], None] = lambda _: None,
 ) -> tuple[list[Figure], dict[str, Any]]:
     chosen = targets(keys_dir, functions)
-    samples: dict[str, list[dict[str, Any]]] = {target.name: [] for target in chosen}
-    for target in chosen:  # warm-up round: .pyc files written, files in the page cache
-        run_once(target)
-    for number in range(rounds):
-        shift = number % len(chosen)
-        for target in chosen[shift:] + chosen[:shift]:
-            samples[target.name].append(run_once(target))
-        progress(f"cold start: round {number + 1}/{rounds}")
+    samples = run_rounds(chosen, rounds, lambda number: progress(f"cold start: round {number}/{rounds}"))
 
     def med(name: str, key: str) -> float:
         return median([float(sample[key]) for sample in samples[name]])
@@ -142,6 +151,95 @@ def measure(
         }
         if values and values[0].get("with_first_request_setup") is not None:
             raw["targets"][name]["with_first_request_setup_ms"] = round(med(name, "with_first_request_setup") * 1000, 2)
+    return figures, raw
+
+
+# --- SnapStart: what priming moves out of the first request (htouhui.priming) ---------------------------
+
+
+def measure_priming(
+    keys_dir: Path,
+    *,
+    rounds: int = 11,
+    function: str = "notify",
+    progress: Callable[[str], None] = lambda _: None,
+) -> tuple[list[Figure], dict[str, Any]]:
+    """The notify function's first request, fresh and restored from a primed snapshot, against the floor.
+
+    Fresh: a new interpreter imports app.py and does the first request's set-up (settings, store, DynamoDB
+    client), as the "cold start" section counts it. Restored: the same interpreter after htouhui.priming's
+    before-snapshot hook, forked (the child stands in for an environment restored from the snapshot: its memory
+    is the primed one), timed from the fork through the after-restore hook and the same set-up. What Lambda's
+    restore itself costs (loading the snapshot) is not measured here.
+    """
+    base = {name: value for name, value in os.environ.items() if name in ("PATH", "HOME", "LANG", "TMPDIR")}
+    base.update(AWS_ENV)
+    env = {**base, **function_environment(function, keys_dir=keys_dir)}
+    folder = str(ROOT / "functions" / function)
+    floor, fresh, restored = "floor", f"{function}, fresh", f"{function}, restored after priming"
+    chosen = [
+        Target(floor, str(FLOOR), "", base),
+        Target(fresh, folder, str(LAYER), env, setup="setup"),
+        Target(restored, folder, str(LAYER), env, setup="restored"),
+    ]
+    samples = run_rounds(chosen, rounds, lambda number: progress(f"priming: round {number}/{rounds}"))
+    if not all(sample["primed"] for sample in samples[restored]):
+        raise RuntimeError("priming did not build the store: the restored child measured an unprimed process")
+
+    def med(name: str, key: str) -> float:
+        return median([float(sample[key]) for sample in samples[name]]) * 1000
+
+    floor_ms = med(floor, "seconds")
+    fresh_ms = med(fresh, "with_first_request_setup")
+    restored_ms = med(restored, "with_first_request_setup")
+    hook_ms = med(restored, "seconds")
+    priming_ms = med(restored, "priming_seconds")
+    figures = [
+        Figure(
+            "priming",
+            f"{function}, fresh: import + first request's set-up",
+            fresh_ms,
+            floor_ms,
+            "ms",
+            target=TARGET,
+            note="what an on-demand cold start pays (settings, store, DynamoDB client on the first request)",
+        ),
+        Figure(
+            "priming",
+            f"{function}, restored after priming: after-restore hook + the same set-up",
+            restored_ms,
+            floor_ms,
+            "ms",
+            target=TARGET,
+            note=f"after-restore hook {hook_ms:.2f} ms; Lambda's own restore (snapshot loading) not included",
+        ),
+        Figure(
+            "priming",
+            f"{function}, restored against fresh",
+            restored_ms,
+            fresh_ms,
+            "ms",
+            note=f"priming moves {fresh_ms - restored_ms:.0f} ms out of the first request",
+        ),
+        Figure(
+            "priming",
+            f"{function}, priming itself (before the snapshot, once per published version)",
+            priming_ms,
+            None,
+            "ms",
+            note="includes a throw-away RSA key for the verify path; paid when the version is published",
+        ),
+    ]
+    raw = {
+        "rounds": rounds,
+        "median_ms": {
+            "floor_import": round(floor_ms, 2),
+            "fresh_import_and_setup": round(fresh_ms, 2),
+            "restored_hook_and_setup": round(restored_ms, 2),
+            "restored_hook": round(hook_ms, 3),
+            "priming": round(priming_ms, 1),
+        },
+    }
     return figures, raw
 
 

@@ -5,7 +5,9 @@ puts /var/task before /opt/python. The clock starts when this script starts (the
 start-up is the same for every target) and stops when `import app` returns: Lambda's init phase for
 our code. Peak memory is the process's VmHWM (peak resident set) at that moment: not ru_maxrss, which on
 Linux keeps the forking parent's peak across exec. With `setup`, the first request's set-up (settings, store,
-DynamoDB client) is timed after the import too.
+DynamoDB client) is timed after the import too. With `restored`, the environment is primed as the SnapStart
+hook primes it before the snapshot (htouhui.priming), then forked: the child stands in for an environment
+restored from the snapshot, and its clock starts at the fork (the after-restore hook, then the same set-up).
 """
 
 import time
@@ -41,9 +43,30 @@ seconds = time.perf_counter() - started
 peak_at_init = peak_kib()
 # What the first request adds (the functions defer it): settings, the store and its DynamoDB client.
 then = None
-if len(sys.argv) > 3 and sys.argv[3] == "setup":
+mode = sys.argv[3] if len(sys.argv) > 3 else ""
+extra = {}
+if mode == "setup":
     from htouhui import runtime
 
+    runtime.onboarding().store.client()
+    then = time.perf_counter() - started
+elif mode == "restored":
+    import os
+
+    from htouhui import priming, runtime
+
+    primed_at = time.perf_counter()
+    priming.before_snapshot()
+    extra["priming_seconds"] = time.perf_counter() - primed_at
+    extra["primed"] = "onboarding" in runtime.peek()
+    sys.stdout.flush()
+    child = os.fork()
+    if child:  # the snapshot's original: only the restored child reports
+        _, status = os.waitpid(child, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+    started = time.perf_counter()  # restored: what Lambda runs now is ours from here
+    priming.after_restore()
+    seconds = time.perf_counter() - started
     runtime.onboarding().store.client()
     then = time.perf_counter() - started
 
@@ -56,6 +79,10 @@ print(
             "maxrss_kib": peak_at_init,
             "maxrss_with_first_request_setup_kib": peak_kib(),
             "modules": len(sys.modules) - before,
+            **extra,
         }
-    )
+    ),
+    flush=True,
 )
+if mode == "restored":
+    os._exit(0)  # the child: no interpreter teardown of what it shares with its parent

@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from htouhui import callbacks, runtime
+from htouhui import callbacks, priming, runtime
 from htouhui.api import NOTIFY_PATH, RETURN_PATH, create_resolver
 from htouhui.errors import NotificationRejected, RejectionReason, StoreUnavailable
 from htouhui.observability import (
@@ -41,6 +41,7 @@ OUTCOME_METRIC: Final = {
 }
 
 app = create_resolver(enable_validation=False)
+priming.install()  # NotifyColdStart: SnapStart hooks, or priming now for provisioned concurrency (htouhui.priming)
 
 
 def _text(status: int, body: str) -> Response[str]:

@@ -24,7 +24,7 @@ def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
             "--quick",
             "--no-build",
             "--only",
-            "cold,signing,warm,reconcile",
+            "cold,priming,signing,warm,reconcile",
             "--out",
             str(out),
         ],
@@ -37,13 +37,19 @@ def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
     sections = {figure["section"] for figure in data["figures"]}
-    assert sections == {"cold start", "signing", "warm notify", "reconcile"}
+    assert sections == {"cold start", "priming", "signing", "warm notify", "reconcile"}
     names = {figure["name"] for figure in data["figures"] if figure["section"] == "cold start"}
     assert {"notify", "register", "open_account", "query_user", "reconcile", "publish_status"} <= names
     for figure in data["figures"]:
         assert figure["value"] is not None and figure["value"] > 0, figure
         if figure["floor"] is not None:
             assert figure["ratio"] == pytest.approx(figure["value"] / figure["floor"]), figure
+    priming = {figure["name"]: figure for figure in data["figures"] if figure["section"] == "priming"}
+    assert {name.split(",")[0] for name in priming} == {"notify"} and len(priming) == 4
+    fresh = priming["notify, fresh: import + first request's set-up"]
+    restored = priming["notify, restored after priming: after-restore hook + the same set-up"]
+    assert fresh["floor"] == restored["floor"]  # one floor, measured side by side in this run
+    assert set(data["details"]["priming"]["median_ms"]) >= {"floor_import", "restored_hook", "priming"}
     warm = data["details"]["warm"]
     assert all(set(counts) == {"200"} for counts in warm["answers"].values())  # every notification accepted
     runs = data["details"]["reconcile"]["runs"]

@@ -168,6 +168,19 @@ class Settings:
         keys: tuple[protocol.PublicKey, ...] = self._cached("htouhui", self._load_htouhui_keys, clock)
         return keys
 
+    def loaded_kinds(self) -> tuple[str, ...]:
+        """What is cached now ("keys", "htouhui"), for htouhui.priming."""
+        with self._lock:
+            return tuple(self._loaded)
+
+    def restamp(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """Count the age of what is cached from now: after a SnapStart restore, the snapshot's clock readings mean
+        nothing here, and a key read before the snapshot is reloaded KEY_CACHE_SECONDS after the restore."""
+        with self._lock:
+            now = clock()
+            for kind, (_, value) in list(self._loaded.items()):
+                self._loaded[kind] = (now, value)
+
     def _cached(self, kind: str, load: Callable[[], Any], clock: Callable[[], float]) -> Any:
         """Loaded on first use and reloaded once older than KEY_CACHE_SECONDS, so a rotation in Secrets
         Manager or SSM reaches warm functions too. If a reload fails, what was loaded before stays in use

@@ -64,6 +64,12 @@ def configure(**values: Any) -> None:
         _state.update(values)
 
 
+def peek() -> dict[str, Any]:
+    """What has been built so far (nothing is built by looking): htouhui.priming's after-restore refresh."""
+    with _lock:
+        return dict(_state)
+
+
 def reset() -> None:
     with _lock:
         _state.clear()
