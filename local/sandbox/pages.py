@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from htouhui.page import html_document
 from sandbox.state import STEP_TITLES, Session
 
 _STYLE = (
@@ -14,21 +15,8 @@ _STYLE = (
 
 
 def _page(title: str, body: str) -> str:
-    return f"""<!doctype html>
-<html lang="zh-CN">
-<head>
-  <meta charset="utf-8">
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <meta name="referrer" content="no-referrer">
-  <title>{escape(title)}</title>
-  <style>{_STYLE}</style>
-</head>
-<body>
-  <p class="banner">海投汇沙箱 · Htouhui sandbox (local, not the real Htouhui)</p>
-{body}
-</body>
-</html>
-"""
+    banner = '  <p class="banner">海投汇沙箱 · Htouhui sandbox (local, not the real Htouhui)</p>'
+    return html_document(title, f"{banner}\n{body}", head=f"\n  <style>{_STYLE}</style>")
 
 
 def step_page(session: Session, action: str) -> str:

@@ -199,6 +199,25 @@ KNOWN_FIELDS = frozenset(
 _users = itertools.count(1)
 
 
+def fresh_user(onboarding: Onboarding) -> str:
+    """A user of its own for one hypothesis example: registered, open-account requested."""
+    user = f"prop-{next(_users)}"
+    opened(onboarding, user, f"139{next(_users):08d}")
+    return user
+
+
+def notification_of(fake: Any, user: str, status: int) -> dict[str, str]:  # noqa: F811
+    return {
+        "partner_id": "P2026000001",
+        "notify_no": f"N-prop-{user}",
+        "notify_type": "OPEN_ACCOUNT",
+        "timestamp": protocol.china_timestamp(),
+        "htouhui_user_id": fake.users[user].htouhui_user_id,
+        "third_party_user_id": user,
+        "status": str(status),
+    }
+
+
 @settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     status=st.sampled_from([0, 1, 2, 3]),
@@ -215,19 +234,8 @@ def test_any_valid_signed_notification_with_extra_and_empty_fields_is_accepted(
     empty: set[str],
     card: str,
 ) -> None:
-    user = f"prop-{next(_users)}"
-    opened(onboarding, user, f"139{next(_users):08d}")
-    fields = {
-        **extra,
-        "partner_id": "P2026000001",
-        "notify_no": f"N-prop-{user}",
-        "notify_type": "OPEN_ACCOUNT",
-        "timestamp": protocol.china_timestamp(),
-        "htouhui_user_id": fake.users[user].htouhui_user_id,
-        "third_party_user_id": user,
-        "status": str(status),
-        "bank_card_number": card,
-    }
+    user = fresh_user(onboarding)
+    fields = {**extra, **notification_of(fake, user, status), "bank_card_number": card}
     signed = protocol.signed({k: v for k, v in fields.items() if k not in empty}, htouhui_private_key)
     body = httpx.QueryParams({**signed, **dict.fromkeys(empty, "")})  # the form Htouhui posts
     received = protocol.parse_form(str(body))
@@ -246,17 +254,8 @@ def test_an_extra_field_added_after_signing_is_still_refused(
     extra: dict[str, str],
 ) -> None:
     """Tolerance never reaches the signature: an unsigned non-empty field fails verification."""
-    user = f"prop-{next(_users)}"
-    opened(onboarding, user, f"139{next(_users):08d}")
-    fields = {
-        "partner_id": "P2026000001",
-        "notify_no": f"N-prop-{user}",
-        "notify_type": "OPEN_ACCOUNT",
-        "htouhui_user_id": fake.users[user].htouhui_user_id,
-        "third_party_user_id": user,
-        "status": "3",
-    }
-    forged = {**protocol.signed(fields, htouhui_private_key), **extra}
+    user = fresh_user(onboarding)
+    forged = {**protocol.signed(notification_of(fake, user, 3), htouhui_private_key), **extra}
     with pytest.raises(NotificationRejected) as caught:
         onboarding.accept_notification(forged)
     assert caught.value.reason == "bad_signature"

@@ -22,9 +22,7 @@ from typing import Any
 import boto3
 import pytest
 from helpers import LAYER, ROOT
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
-from samtranslator.yaml_helper import yaml_parse
+from template_tools import load_template, translate
 
 TEMPLATE = ROOT / "template.yaml"
 BIN = Path(sys.executable).parent
@@ -51,7 +49,6 @@ ROUTES = {
 
 BASIC = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 STREAM = "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"
-MANAGED_POLICIES = {"AWSLambdaBasicExecutionRole": BASIC, "AWSLambdaDynamoDBExecutionRole": STREAM}
 
 USERS = "UsersTable.Arn"
 NOTIFICATIONS = "NotificationsTable.Arn"
@@ -109,30 +106,6 @@ EXPECTED_MANAGED = (
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-def load_template() -> dict[str, Any]:
-    template: dict[str, Any] = yaml_parse(TEMPLATE.read_text(encoding="utf-8"))
-    return template
-
-
-def translate(parameters: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The CloudFormation SAM would deploy, computed offline: no AWS call, managed policies from a fixed map."""
-    template = load_template()
-    for resource in template["Resources"].values():
-        properties = resource.get("Properties", {})
-        for name in ("CodeUri", "ContentUri"):  # `sam package` would upload these; the translator wants S3
-            if isinstance(properties.get(name), str):
-                properties[name] = "s3://bucket/" + properties[name].strip("/")
-    session = boto3.session.Session(
-        region_name="ap-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
-    translator = Translator(None, Parser(), boto_session=session)
-    values = {"PartnerId": PARTNER_ID, **(parameters or {})}
-    output: dict[str, Any] = translator.translate(
-        template, values, get_managed_policy_map=lambda: dict(MANAGED_POLICIES)
-    )
-    return output
 
 
 def name_of(value: Any) -> str:

@@ -246,9 +246,10 @@ class Admin:
         Applied without its notify_no (the history record exists already): the user's status rises if the
         notification's level is higher, otherwise nothing changes.
         """
-        from htouhui import protocol, runtime
-        from htouhui.models import OpenAccountNotification
-        from htouhui.store import StatusUpdate, UserStore
+        from htouhui import runtime
+        from htouhui.errors import NotificationRejected
+        from htouhui.onboarding import Onboarding
+        from htouhui.store import UserStore
 
         found = self.dynamodb.get_item(TableName=self.notifications_table, Key={"notify_no": {"S": notify_no}})
         item = found.get("Item")
@@ -258,31 +259,19 @@ class Admin:
             )
             return 1
         fields = {name: str(value) for name, value in _plain(item["raw"]).items()}
-        settings = runtime.settings()
-        profile = settings.profile
-        if (
-            not protocol.verify(fields, settings.htouhui_public_keys(), profile)
-            or fields.get(profile.partner_field) != settings.partner_id
-        ):
+        store = UserStore(self.users_table, self.notifications_table, dynamodb=self.dynamodb)
+        onboarding = Onboarding(runtime.settings(), store, _no_client, clock=self.clock)
+        try:
+            outcome = onboarding.reapply_notification(fields)
+        except NotificationRejected as refused:
             print(
-                f"notification {notify_no} does not verify with the configured Htouhui keys and partner_id",
+                f"notification {notify_no} does not verify with the configured Htouhui keys and partner_id, or is "
+                f"refused: {refused.reason} ({refused.field}: {refused.rule})",
                 file=self.out,
             )
             return 1
-        notification = OpenAccountNotification.read(profile.internal(fields))
-        store = UserStore(self.users_table, self.notifications_table, dynamodb=self.dynamodb)
-        outcome = store.apply_status(
-            StatusUpdate(
-                third_party_user_id=notification.third_party_user_id,
-                htouhui_user_id=notification.htouhui_user_id,
-                status=int(notification.status),
-                source="notify",
-                received_at=self.clock(),
-                bank_card_number=notification.bank_card_number,
-                timestamp=notification.timestamp,
-            )
-        )
-        print(f"notification {notify_no} (status {notification.status}): {outcome.name}", file=self.out)
+        status = fields.get("status", "?")
+        print(f"notification {notify_no} (status {status}): {outcome.name}", file=self.out)
         return 0
 
     # --- erase ------------------------------------------------------------------------------------------
@@ -374,3 +363,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _no_client() -> Any:
+    raise RuntimeError("reapply never calls Htouhui")

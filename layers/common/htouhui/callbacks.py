@@ -16,6 +16,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from htouhui.errors import code_meaning
 from htouhui.onboarding import ReturnOutcome
+from htouhui.page import html_document
 from htouhui.protocol import MalformedMessage, parse_form
 
 MAX_BODY_BYTES: Final = 16 * 1024
@@ -98,15 +99,7 @@ def html_page(status_code: int, title: str, lines: list[str]) -> Page:
         f'<p id="{"status" if index == len(lines) - 1 else f"line-{index}"}">{escape(line)}</p>'
         for index, line in enumerate(lines)
     )
-    html = f"""<!doctype html>
-<html lang="zh-CN">
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>{escape(title)}</title></head>
-<body><h1>{escape(title)}</h1>
-{paragraphs}
-</body>
-</html>
-"""
+    html = html_document(title, f"<h1>{escape(title)}</h1>\n{paragraphs}")
     return Page(status_code, html, {"Content-Type": HTML, **PAGE_SECURITY_HEADERS})
 
 

@@ -12,10 +12,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from htouhui import protocol
@@ -31,6 +31,124 @@ class ConfigError(RuntimeError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
         self.problems = problems
+
+
+# --- the settings, declared: one line per environment variable ----------------------------------------------
+
+KEY_SOURCES: Final = "inline PEM, file:, secretsmanager: or ssm:"
+HTTPS_URL: Final = "must be an https URL (plain http only for a loopback host)"
+
+
+def _https_url(value: str) -> str:
+    if not _is_acceptable_url(value):
+        raise ValueError(HTTPS_URL)
+    return value
+
+
+def _at_most(length: int) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if len(value) > length:
+            raise ValueError(f"must be at most {length} characters")
+        return value
+
+    return check
+
+
+def _one_of(choices: Iterable[str]) -> Callable[[str], str]:
+    allowed = tuple(choices)
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    return check
+
+
+def _path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("must start with '/'")
+    return value
+
+
+def _number(low: float, high: float, *, whole: bool = False) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(int(raw)) if whole else float(raw)
+        except ValueError:
+            raise ValueError(f"must be {'a whole number' if whole else 'a number'}, got {raw!r}") from None
+        if not low <= value <= high:  # NaN fails here too
+            raise ValueError(f"must be between {low:g} and {high:g}, got {raw}")
+        return int(value) if whole else value
+
+    return parse
+
+
+def _hosts(value: str) -> frozenset[str]:
+    return frozenset(host.strip().lower() for host in value.split(",") if host.strip())
+
+
+def _profile(reference: str) -> protocol.Profile:
+    try:
+        return load_profile_setting(reference)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f": {exc}") from None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its name, how it is read (raising ValueError with the rule), its default,
+    and, when it is required, what it must hold (said when it is missing)."""
+
+    variable: str
+    read: Callable[[str], Any] = str
+    default: Any = None
+    required: str | None = None
+
+
+SETTINGS: Final[dict[str, Setting]] = {
+    "partner": Setting("HTOUHUI_PARTNER_ID", _at_most(32), required="the merchant number Htouhui issued"),
+    "environment": Setting("HTOUHUI_ENV", _one_of(ENVIRONMENTS), "uat"),
+    "base_url": Setting("HTOUHUI_BASE_URL", _https_url),  # None: the address of HTOUHUI_ENV
+    "query_path": Setting("HTOUHUI_QUERY_PATH", _path, DEFAULT_QUERY_PATH),
+    "profile": Setting("HTOUHUI_PROFILE", _profile, protocol.DEFAULT),
+    "merchant_key": Setting("MERCHANT_PRIVATE_KEY", required=KEY_SOURCES),
+    "htouhui_key": Setting("HTOUHUI_PUBLIC_KEY", required=KEY_SOURCES),
+    "htouhui_key_next": Setting("HTOUHUI_PUBLIC_KEY_NEXT"),
+    "public_base_url": Setting("PUBLIC_BASE_URL", _https_url),
+    "frontend_return_url": Setting("FRONTEND_RETURN_URL", _https_url),
+    "allowed_return_hosts": Setting("ALLOWED_RETURN_HOSTS", _hosts, frozenset()),
+    "connect_timeout": Setting("HTOUHUI_CONNECT_TIMEOUT", _number(0.05, 30), 2.0),
+    "read_timeout": Setting("HTOUHUI_READ_TIMEOUT", _number(0.05, 60), 5.0),
+    "max_attempts": Setting("HTOUHUI_MAX_ATTEMPTS", _number(1, 10, whole=True), 3),
+    "retry_seconds": Setting("HTOUHUI_RETRY_SECONDS", _number(0.1, 300), 12.0),
+    "key_cache_seconds": Setting("KEY_CACHE_SECONDS", _number(0, 86400, whole=True), 300),
+    "reconcile_concurrency": Setting("RECONCILE_CONCURRENCY", _number(1, 100, whole=True), 10),
+    "users_table": Setting("USERS_TABLE"),
+    "notifications_table": Setting("NOTIFICATIONS_TABLE"),
+}
+
+
+def read_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Every setting of SETTINGS by its key; ConfigError with one message per broken setting, all at once."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, setting in SETTINGS.items():
+        raw = environ.get(setting.variable, "").strip()
+        if not raw:
+            if setting.required:
+                problems.append(f"{setting.variable} is required: {setting.required}")
+            values[key] = setting.default
+            continue
+        try:
+            values[key] = setting.read(raw)
+        except ValueError as exc:
+            rule = str(exc)
+            problems.append(f"{setting.variable}{rule}" if rule.startswith(":") else f"{setting.variable} {rule}")
+            values[key] = setting.default
+    if problems:
+        raise ConfigError(problems)
+    return values
 
 
 @dataclass(frozen=True)
@@ -58,99 +176,24 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        problems: list[str] = []
-
-        def text(name: str, default: str | None = None) -> str | None:
-            value = env.get(name, "").strip()
-            return value or default
-
-        def number(name: str, default: float, low: float, high: float, *, whole: bool = False) -> float:
-            raw = text(name)
-            if raw is None:
-                return default
-            try:
-                value = float(int(raw)) if whole else float(raw)
-            except ValueError:
-                problems.append(f"{name} must be {'a whole number' if whole else 'a number'}, got {raw!r}")
-                return default
-            if not low <= value <= high:
-                problems.append(f"{name} must be between {low:g} and {high:g}, got {raw}")
-                return default
-            return value
-
-        partner_id = text("HTOUHUI_PARTNER_ID")
-        if partner_id is None:
-            problems.append("HTOUHUI_PARTNER_ID is required: the merchant number Htouhui issued")
-        elif len(partner_id) > 32:
-            problems.append("HTOUHUI_PARTNER_ID must be at most 32 characters")
-
-        base_url = text("HTOUHUI_BASE_URL")
-        environment = text("HTOUHUI_ENV", "uat") or "uat"
-        if base_url is None:
-            if environment not in ENVIRONMENTS:
-                problems.append(f"HTOUHUI_ENV must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}")
-            base_url = ENVIRONMENTS.get(environment, ENVIRONMENTS["uat"])
-        elif not _is_acceptable_url(base_url):
-            problems.append("HTOUHUI_BASE_URL must be an https URL (plain http only for a loopback host)")
-
-        profile = protocol.DEFAULT
-        profile_reference = text("HTOUHUI_PROFILE", protocol.DEFAULT.name) or protocol.DEFAULT.name
-        try:
-            profile = load_profile_setting(profile_reference)
-        except (ValueError, OSError) as exc:
-            problems.append(f"HTOUHUI_PROFILE: {exc}")
-
-        query_path = text("HTOUHUI_QUERY_PATH", DEFAULT_QUERY_PATH) or DEFAULT_QUERY_PATH
-        if not query_path.startswith("/"):
-            problems.append("HTOUHUI_QUERY_PATH must start with '/'")
-
-        merchant_source = text("MERCHANT_PRIVATE_KEY")
-        if merchant_source is None:
-            problems.append("MERCHANT_PRIVATE_KEY is required: inline PEM, file:, secretsmanager: or ssm:")
-        htouhui_sources = tuple(
-            source for source in (text("HTOUHUI_PUBLIC_KEY"), text("HTOUHUI_PUBLIC_KEY_NEXT")) if source
-        )
-        if not htouhui_sources:
-            problems.append("HTOUHUI_PUBLIC_KEY is required: inline PEM, file:, secretsmanager: or ssm:")
-
-        public_base_url = text("PUBLIC_BASE_URL")
-        if public_base_url is not None and not _is_acceptable_url(public_base_url):
-            problems.append("PUBLIC_BASE_URL must be an https URL (plain http only for a loopback host)")
-        frontend_return_url = text("FRONTEND_RETURN_URL")
-        if frontend_return_url is not None and not _is_acceptable_url(frontend_return_url):
-            problems.append("FRONTEND_RETURN_URL must be an https URL (plain http only for a loopback host)")
-
-        hosts = frozenset(
-            host.strip().lower() for host in (text("ALLOWED_RETURN_HOSTS") or "").split(",") if host.strip()
-        )
-
-        timeouts = Timeouts(
-            connect=number("HTOUHUI_CONNECT_TIMEOUT", 2.0, 0.05, 30),
-            read=number("HTOUHUI_READ_TIMEOUT", 5.0, 0.05, 60),
-        )
-        retry = RetryPolicy(
-            max_attempts=int(number("HTOUHUI_MAX_ATTEMPTS", 3, 1, 10, whole=True)),
-            total_seconds=number("HTOUHUI_RETRY_SECONDS", 12.0, 0.1, 300),
-        )
-        key_cache_seconds = int(number("KEY_CACHE_SECONDS", 300, 0, 86400, whole=True))
-        reconcile_concurrency = int(number("RECONCILE_CONCURRENCY", 10, 1, 100, whole=True))
-
-        if problems:
-            raise ConfigError(problems)
-        assert partner_id is not None and merchant_source is not None
+        """The settings of SETTINGS read from the environment; ConfigError lists every problem at once."""
+        value = read_settings(os.environ if environ is None else environ)
+        base_url = value["base_url"] or ENVIRONMENTS[value["environment"]]
+        timeouts = Timeouts(connect=value["connect_timeout"], read=value["read_timeout"])
+        retry = RetryPolicy(max_attempts=value["max_attempts"], total_seconds=value["retry_seconds"])
+        keys = tuple(source for source in (value["htouhui_key"], value["htouhui_key_next"]) if source)
         return cls(
-            partner_id=partner_id,
-            client=ClientOptions(partner_id, base_url, query_path, timeouts, retry, profile),
-            merchant_private_key_source=merchant_source,
-            htouhui_public_key_sources=htouhui_sources,
-            allowed_return_hosts=hosts,
-            public_base_url=public_base_url.rstrip("/") if public_base_url else None,
-            frontend_return_url=frontend_return_url,
-            users_table=text("USERS_TABLE"),
-            key_cache_seconds=key_cache_seconds,
-            notifications_table=text("NOTIFICATIONS_TABLE"),
-            reconcile_concurrency=reconcile_concurrency,
+            partner_id=value["partner"],
+            client=ClientOptions(value["partner"], base_url, value["query_path"], timeouts, retry, value["profile"]),
+            merchant_private_key_source=value["merchant_key"],
+            htouhui_public_key_sources=keys,
+            allowed_return_hosts=value["allowed_return_hosts"],
+            public_base_url=value["public_base_url"].rstrip("/") if value["public_base_url"] else None,
+            frontend_return_url=value["frontend_return_url"],
+            users_table=value["users_table"],
+            key_cache_seconds=value["key_cache_seconds"],
+            notifications_table=value["notifications_table"],
+            reconcile_concurrency=value["reconcile_concurrency"],
         )
 
     @property

@@ -259,18 +259,26 @@ class Onboarding:
                 notification.notify_no, fields, self._clock(), notify_type=notification.notify_type
             )
         opened = _read(OpenAccountNotification, message)
-        return self._apply(
-            StatusUpdate(
-                third_party_user_id=opened.third_party_user_id,
-                htouhui_user_id=opened.htouhui_user_id,
-                status=int(opened.status),
-                source="notify",
-                received_at=self._clock(),
-                bank_card_number=opened.bank_card_number,
-                notify_no=opened.notify_no,
-                timestamp=opened.timestamp,
-                raw=dict(fields),
-            )
+        return self._apply(self._notified(opened, notify_no=opened.notify_no, raw=dict(fields)))
+
+    def reapply_notification(self, fields: Mapping[str, str]) -> ApplyOutcome:
+        """A notification kept in the history (its fields as received) verified again and its level applied
+        through the same monotonic update; no second history record (it has one)."""
+        return self._apply(self._notified(_read(OpenAccountNotification, self._verify(fields))))
+
+    def _notified(
+        self, opened: OpenAccountNotification, *, notify_no: str | None = None, raw: Mapping[str, str] | None = None
+    ) -> StatusUpdate:
+        return StatusUpdate(
+            third_party_user_id=opened.third_party_user_id,
+            htouhui_user_id=opened.htouhui_user_id,
+            status=int(opened.status),
+            source="notify",
+            received_at=self._clock(),
+            bank_card_number=opened.bank_card_number,
+            notify_no=notify_no,
+            timestamp=opened.timestamp,
+            raw=raw,
         )
 
     def accept_return(self, fields: Mapping[str, str]) -> ReturnOutcome:

@@ -53,28 +53,35 @@ def build_open_account_page(
     )
 
 
-def render_auto_submit_page(action: str, fields: dict[str, str]) -> str:
-    inputs = "\n".join(
-        f'    <input type="hidden" name="{escape(name)}" value="{escape(value)}">' for name, value in fields.items()
-    )
+def html_document(title: str, body: str, *, head: str = "") -> str:
+    """Every HTML page of the bundle and its sandbox: Chinese first, no referrer, `body` as given (escaped by
+    the caller), `head` added after the title."""
     return f"""<!doctype html>
 <html lang="zh-CN">
 <head>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
   <meta name="referrer" content="no-referrer">
-  <title>正在前往海投汇 · Continuing to Htouhui</title>
+  <title>{escape(title)}</title>{head}
 </head>
 <body>
-  <form id="{FORM_ID}" method="post" action="{escape(action)}" accept-charset="UTF-8">
+{body}
+</body>
+</html>
+"""
+
+
+def render_auto_submit_page(action: str, fields: dict[str, str]) -> str:
+    inputs = "\n".join(
+        f'    <input type="hidden" name="{escape(name)}" value="{escape(value)}">' for name, value in fields.items()
+    )
+    body = f"""  <form id="{FORM_ID}" method="post" action="{escape(action)}" accept-charset="UTF-8">
 {inputs}
     <p>正在前往海投汇开户页面… · Taking you to Htouhui to open your account…</p>
     <button type="submit">继续 · Continue</button>
   </form>
-  <script>{_SUBMIT_SCRIPT}</script>
-</body>
-</html>
-"""
+  <script>{_SUBMIT_SCRIPT}</script>"""
+    return html_document("正在前往海投汇 · Continuing to Htouhui", body)
 
 
 def _content_security_policy(action: str) -> str:
