@@ -19,12 +19,12 @@ for folder in (LAYER, ROOT / "local"):  # the layer, and the local stack (tables
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from bench import cold, reconcile, signing, sizes, warm  # noqa: E402
+from bench import cold, signing, sizes, warm  # noqa: E402
 from bench.keys import make_keys  # noqa: E402
-from bench.servers import moto_server, sandbox_server  # noqa: E402
+from bench.servers import moto_server  # noqa: E402
 from bench.stats import Figure, table, write_results  # noqa: E402
 
-SECTIONS = ("sizes", "cold", "signing", "warm", "reconcile")
+SECTIONS = ("sizes", "cold", "signing", "warm")
 FULL = {
     "cold_rounds": 11,
     "deployed_rounds": 5,
@@ -32,10 +32,6 @@ FULL = {
     "warm_warmup": 30,
     "warm_block": 50,
     "sign_rounds": 60,
-    "reconcile_users": 1000,
-    "reconcile_small": 100,
-    "reconcile_latency_ms": 20,
-    "reconcile_concurrency": 10,
     "build": True,
 }
 QUICK = {
@@ -46,8 +42,6 @@ QUICK = {
     "warm_warmup": 3,
     "warm_block": 4,
     "sign_rounds": 4,
-    "reconcile_users": 20,
-    "reconcile_small": 5,
     "build": False,
 }
 
@@ -105,19 +99,6 @@ def main(argv: list[str] | None = None) -> int:
                 )
             figures += found
             progress("warm notify done")
-        if "reconcile" in chosen:
-            with moto_server() as moto, sandbox_server(keys_dir) as sandbox:
-                found, details["reconcile"] = reconcile.measure(
-                    keys_dir,
-                    sandbox,
-                    moto,
-                    users=settings["reconcile_users"],
-                    small=settings["reconcile_small"],
-                    latency_ms=settings["reconcile_latency_ms"],
-                    concurrency=settings["reconcile_concurrency"],
-                    progress=progress,
-                )
-            figures += found
     seconds = time.monotonic() - started
     data = write_results(args.out, figures, settings=settings, seconds=seconds, details=details)
     print(table(figures))

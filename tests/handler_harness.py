@@ -149,6 +149,8 @@ class Stack:
     users_table: str
     notifications_table: str
     calls: list[Any]
+    queue_url: str = ""  # the reconciliation work queue (moto SQS)
+    aws_url: str = ""
 
     # --- the merchant's side (events straight into the handlers) ---------------------------------
 
@@ -197,6 +199,22 @@ class Stack:
             domain=self.bridge.authority,
         )
         return self.invoke("notify", event)
+
+    def dispatch(self) -> dict[str, Any]:
+        """One run of the reconciliation dispatcher (its schedule's event)."""
+        return self.invoke("reconcile_dispatch", {"detail-type": "Scheduled Event", "source": "aws.scheduler"})
+
+    def work_queued(self) -> list[dict[str, Any]]:
+        """Hand what the dispatcher queued to the worker as SQS batches; returns each invocation's answer."""
+        sqs = _sqs(self.aws_url)
+        answers = []
+        while True:
+            found = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not found:
+                return answers
+            answers.append(self.invoke("reconcile_worker", sqs_event([m["Body"] for m in found])))
+            for message in found:
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def user_item(self, user: str) -> dict[str, Any]:
         answer = self.dynamodb.get_item(
@@ -263,6 +281,25 @@ class Stack:
         return protocol.signed(fields, key)
 
 
+def sqs_event(bodies: list[str]) -> dict[str, Any]:
+    """An SQS batch as the event source mapping hands it to a function."""
+    return {
+        "Records": [
+            {
+                "messageId": f"m-{index}-{uuid.uuid4().hex[:8]}",
+                "receiptHandle": "handle",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:reconcile",
+                "awsRegion": "us-east-1",
+            }
+            for index, body in enumerate(bodies)
+        ]
+    }
+
+
 class _FormReader(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -281,6 +318,14 @@ class _FormReader(HTMLParser):
             self.action = values.get("action", "")
         if tag == "input" and values.get("type") == "hidden":
             self.hidden[values.get("name", "")] = values.get("value", "")
+
+
+def _sqs(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "sqs", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="x"
+    )
 
 
 # --- fixtures -------------------------------------------------------------------------------------
@@ -322,6 +367,7 @@ def stack(aws: str, sandbox: RunningSandbox, bridge: Bridge, monkeypatch: pytest
     suffix = uuid.uuid4().hex[:8]
     users, notifications = f"users-{suffix}", f"notifications-{suffix}"
     create_tables(client, users, notifications)
+    queue_url = _sqs(aws).create_queue(QueueName=f"reconcile-{suffix}")["QueueUrl"]
     environment = {
         "HTOUHUI_PARTNER_ID": PARTNER_ID,
         "HTOUHUI_BASE_URL": sandbox.url,
@@ -333,7 +379,11 @@ def stack(aws: str, sandbox: RunningSandbox, bridge: Bridge, monkeypatch: pytest
         "HTOUHUI_READ_TIMEOUT": "1",
         "HTOUHUI_MAX_ATTEMPTS": "2",
         "HTOUHUI_RETRY_SECONDS": "3",
-        "RECONCILE_CONCURRENCY": "4",
+        # reconciliation: a ladder short enough to wait for, a budget that paces tests in milliseconds
+        "RECONCILE_LADDER": "1s,10m,1h",
+        "RECONCILE_RATE_BUDGET": "2000",
+        "RECONCILE_QUEUE_URL": queue_url,
+        "AWS_ENDPOINT_URL_SQS": aws,
         "EVENT_BUS_NAME": "htouhui-test",
     }
     for name, value in environment.items():
@@ -355,7 +405,7 @@ def stack(aws: str, sandbox: RunningSandbox, bridge: Bridge, monkeypatch: pytest
     bridge.before = None
     bridge.invocations.clear()
     try:
-        yield Stack(bridge, sandbox, client, users, notifications, calls)
+        yield Stack(bridge, sandbox, client, users, notifications, calls, queue_url, aws)
     finally:
         runtime.reset()
         bridge.before = None
@@ -369,6 +419,7 @@ __all__ = [
     "bridge",
     "json_body",
     "sandbox",
+    "sqs_event",
     "stack",
     "valid_id_card",
 ]

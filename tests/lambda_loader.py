@@ -1,6 +1,6 @@
 """Load each `functions/<name>/app.py` under its own module name, and build the events they receive.
 
-Every function's module is called `app` in Lambda; here each is loaded as `fn_<name>` so that all six
+Every function's module is called `app` in Lambda; here each is loaded as `fn_<name>` so that all seven
 live side by side in one test process. Events follow API Gateway HTTP API payload format 2.0.
 """
 
@@ -21,7 +21,15 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "functions"
 EVENTS = ROOT / "events"
-FUNCTION_NAMES = ("register", "open_account", "query_user", "notify", "reconcile", "publish_status")
+FUNCTION_NAMES = (
+    "register",
+    "open_account",
+    "query_user",
+    "notify",
+    "reconcile_dispatch",
+    "reconcile_worker",
+    "publish_status",
+)
 
 
 def load_function(name: str, *, fresh: bool = False) -> ModuleType:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from htouhui import protocol
 from htouhui.client import DEFAULT_QUERY_PATH, ENVIRONMENTS, ClientOptions, RetryPolicy, Timeouts
 from htouhui.models import is_loopback_host
+from htouhui.schedule import DEFAULT_LADDER, DEFAULT_SHARDS, parse_ladder
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,15 @@ class Settings:
     key_cache_seconds: int
     notifications_table: str | None = None
     event_bus_name: str | None = None
-    reconcile_concurrency: int = 10
+    # reconciliation (htouhui.schedule, docs/state-and-rules.md): the ladder in seconds from the anchor, the
+    # due-time index's shards, the query budget over all workers, and the worker slots that share it (the
+    # MaximumConcurrency of the scheduled and of the CheckUserStatus queue's event source mappings).
+    reconcile_ladder: tuple[int, ...] = parse_ladder(DEFAULT_LADDER)
+    reconcile_shards: int = DEFAULT_SHARDS
+    reconcile_rate_budget: float = 50.0
+    reconcile_workers: int = 18
+    reconcile_priority_workers: int = 2
+    reconcile_queue_url: str | None = None
     # what was loaded, by kind ("keys", "htouhui"): (monotonic time of the load, value)
     _loaded: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -128,7 +137,16 @@ class Settings:
             total_seconds=number("HTOUHUI_RETRY_SECONDS", 12.0, 0.1, 300),
         )
         key_cache_seconds = int(number("KEY_CACHE_SECONDS", 300, 0, 86400, whole=True))
-        reconcile_concurrency = int(number("RECONCILE_CONCURRENCY", 10, 1, 100, whole=True))
+        ladder_text = text("RECONCILE_LADDER", DEFAULT_LADDER) or DEFAULT_LADDER
+        try:
+            reconcile_ladder = parse_ladder(ladder_text)
+        except ValueError as exc:
+            problems.append(f"RECONCILE_LADDER must be comma-separated offsets like {DEFAULT_LADDER!r}: {exc}")
+            reconcile_ladder = parse_ladder(DEFAULT_LADDER)
+        reconcile_shards = int(number("RECONCILE_SHARDS", DEFAULT_SHARDS, 1, 100, whole=True))
+        reconcile_rate_budget = number("RECONCILE_RATE_BUDGET", 50.0, 0.01, 10000)
+        reconcile_workers = int(number("RECONCILE_WORKERS", 18, 1, 1000, whole=True))
+        reconcile_priority_workers = int(number("RECONCILE_PRIORITY_WORKERS", 2, 1, 1000, whole=True))
 
         if problems:
             raise ConfigError(problems)
@@ -145,7 +163,12 @@ class Settings:
             key_cache_seconds=key_cache_seconds,
             notifications_table=text("NOTIFICATIONS_TABLE"),
             event_bus_name=text("EVENT_BUS_NAME"),
-            reconcile_concurrency=reconcile_concurrency,
+            reconcile_ladder=reconcile_ladder,
+            reconcile_shards=reconcile_shards,
+            reconcile_rate_budget=reconcile_rate_budget,
+            reconcile_workers=reconcile_workers,
+            reconcile_priority_workers=reconcile_priority_workers,
+            reconcile_queue_url=text("RECONCILE_QUEUE_URL"),
         )
 
     def keys(self, *, clock: Callable[[], float] = time.monotonic) -> Keys:
