@@ -19,12 +19,12 @@ for folder in (LAYER, ROOT / "local"):  # the layer, and the local stack (tables
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from bench import cold, signing, sizes, warm  # noqa: E402
+from bench import cold, scale, signing, sizes, warm  # noqa: E402
 from bench.keys import make_keys  # noqa: E402
 from bench.servers import moto_server  # noqa: E402
 from bench.stats import Figure, table, write_results  # noqa: E402
 
-SECTIONS = ("sizes", "cold", "signing", "warm")
+SECTIONS = ("sizes", "cold", "signing", "warm", "scale")
 FULL = {
     "cold_rounds": 11,
     "deployed_rounds": 5,
@@ -32,6 +32,8 @@ FULL = {
     "warm_warmup": 30,
     "warm_block": 50,
     "sign_rounds": 60,
+    "scale_days": 365,
+    "scale_sample_days": 14,
     "build": True,
 }
 QUICK = {
@@ -42,6 +44,8 @@ QUICK = {
     "warm_warmup": 3,
     "warm_block": 4,
     "sign_rounds": 4,
+    "scale_days": 10,
+    "scale_sample_days": 3,
     "build": False,
 }
 
@@ -99,6 +103,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
             figures += found
             progress("warm notify done")
+        if "scale" in chosen:
+            found, details["scale"] = scale.measure(
+                keys_dir,
+                days=settings["scale_days"],
+                sample_days=settings["scale_sample_days"],
+                plot=args.out.with_name("scale.png"),
+                progress=progress,
+            )
+            figures += found
+            progress("scale done")
     seconds = time.monotonic() - started
     data = write_results(args.out, figures, settings=settings, seconds=seconds, details=details)
     print(table(figures))

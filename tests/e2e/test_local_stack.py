@@ -178,7 +178,8 @@ def test_the_dispatcher_schedule_and_check_user_status_through_its_queue(stack: 
     )
     reached = wait_for(lambda: httpx.get(f"{stack.url}/users/{user}").json()["status"] == 1)
     assert reached, stack.text()
-    assert re.search(r"queue CheckUserStatusQueue -> ReconcileWorkerFunction 1 message\(s\) ok", stack.text())
+    line = r"queue CheckUserStatusQueue -> ReconcileWorkerFunction 1 message\(s\) ok"
+    assert wait_for(lambda: re.search(line, stack.text())), stack.text()  # logged once the invocation returned
 
 
 def test_the_console_has_one_line_per_request_and_no_personal_data(stack: StackProcess) -> None:

@@ -36,7 +36,7 @@ def test_the_template_declares_the_queues_the_mappings_and_the_rule() -> None:
     assert template.queues["ReconcileQueue"]["RedrivePolicy"]["deadLetterTargetArn"] == "ReconcileWorkDeadLetterQueue"
     sources = {source.queue: source for source in template.queue_sources}
     assert sources["ReconcileQueue"] == QueueSource(
-        "ReconcileWorkerFunction", "DueChecks", "ReconcileQueue", 10, 18, report_batch_item_failures=True
+        "ReconcileWorkerFunction", "DueChecks", "ReconcileQueue", 10, 23, report_batch_item_failures=True
     )
     assert sources["CheckUserStatusQueue"].maximum_concurrency == 2
     assert template.queue_rules == [

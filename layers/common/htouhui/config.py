@@ -59,7 +59,7 @@ class Settings:
     reconcile_ladder: tuple[int, ...] = parse_ladder(DEFAULT_LADDER)
     reconcile_shards: int = DEFAULT_SHARDS
     reconcile_rate_budget: float = 50.0
-    reconcile_workers: int = 18
+    reconcile_workers: int = 23
     reconcile_priority_workers: int = 2
     reconcile_queue_url: str | None = None
     # what was loaded, by kind ("keys", "htouhui"): (monotonic time of the load, value)
@@ -145,7 +145,7 @@ class Settings:
             reconcile_ladder = parse_ladder(DEFAULT_LADDER)
         reconcile_shards = int(number("RECONCILE_SHARDS", DEFAULT_SHARDS, 1, 100, whole=True))
         reconcile_rate_budget = number("RECONCILE_RATE_BUDGET", 50.0, 0.01, 10000)
-        reconcile_workers = int(number("RECONCILE_WORKERS", 18, 1, 1000, whole=True))
+        reconcile_workers = int(number("RECONCILE_WORKERS", 23, 1, 1000, whole=True))
         reconcile_priority_workers = int(number("RECONCILE_PRIORITY_WORKERS", 2, 1, 1000, whole=True))
 
         if problems:

@@ -12,8 +12,8 @@ Final signatures (the handlers call exactly these):
     .accept_notification(fields: Mapping[str, str]) -> ApplyOutcome  # APPLIED / STALE / DUPLICATE / UNHANDLED
     .accept_return(fields: Mapping[str, str]) -> ReturnOutcome       # whose, the stored level, Htouhui's code
     .dispatch_due(queue: WorkQueue, *, limit: int, should_stop=None) -> DispatchReport   # the dispatcher
-    .check_scheduled(third_party_user_id, due: int) -> CheckOutcome  # a worker, one dispatched user
-    .check_now(third_party_user_id) -> CheckOutcome                  # a worker, one CheckUserStatus
+    .check_scheduled(third_party_user_id, due: int, *, pace=None) -> CheckOutcome  # a worker: a due user
+    .check_now(third_party_user_id, *, pace=None) -> CheckOutcome                  # a worker: CheckUserStatus
 
 Errors (htouhui.errors): UserNotFound (404); Conflict and its subclasses RegistrationRequired,
 RegistrationInProgress, MobileMismatch, IdCardMismatch, HtouhuiUserIdMismatch (409); InvalidInput
@@ -82,7 +82,7 @@ from htouhui.models import (
     UserView,
 )
 from htouhui.page import OpenAccountPage, build_open_account_page
-from htouhui.store import ApplyOutcome, ClaimOutcome, DueUser, StatusUpdate, UserRecord, UserStore
+from htouhui.store import ApplyOutcome, ClaimOutcome, StatusUpdate, UserRecord, UserStore
 
 logger = logging.getLogger(__name__)
 
@@ -397,13 +397,25 @@ class Onboarding:
         if limit <= 0:
             return DispatchReport()
         now = self._now()
-        shards = self.settings.reconcile_shards
-        share = min(limit, math.ceil(limit * 1.5 / shards) + 1)
-        rows: list[DueUser] = []
-        for shard in range(shards):
-            rows.extend(self.store.due(f"{shard:02d}", now, share))
-        rows.sort(key=lambda row: (row.due, row.shard, row.third_party_user_id))
-        rows = rows[:limit]
+        shards = [f"{shard:02d}" for shard in range(self.settings.reconcile_shards)]
+        asked = dict.fromkeys(shards, min(limit, math.ceil(limit * 1.5 / len(shards)) + 1))
+        found = {shard: self.store.due(shard, now, asked[shard]) for shard in shards}
+        while True:  # exact oldest-first: ask again a shard whose every row made the cut (it may hold more)
+            rows = sorted(
+                (row for shard_rows in found.values() for row in shard_rows),
+                key=lambda row: (row.due, row.shard, row.third_party_user_id),
+            )[:limit]
+            cutoff = rows[-1].due if len(rows) == limit else None
+            more = [
+                shard
+                for shard in shards
+                if len(found[shard]) == asked[shard] < limit and (cutoff is None or found[shard][-1].due <= cutoff)
+            ]
+            if not more:
+                break
+            for shard in more:
+                asked[shard] = min(limit, asked[shard] * 2)
+                found[shard] = self.store.due(shard, now, asked[shard])
         until = now + schedule.DISPATCH_LEASE_SECONDS
         dispatched = taken = 0
         batch: list[dict[str, Any]] = []
@@ -423,7 +435,9 @@ class Onboarding:
             dispatched += len(batch)
         return DispatchReport(found=len(rows), dispatched=dispatched, taken=taken)
 
-    def check_scheduled(self, third_party_user_id: str, due: int) -> CheckOutcome:
+    def check_scheduled(
+        self, third_party_user_id: str, due: int, *, pace: Callable[[], None] | None = None
+    ) -> CheckOutcome:
         """One dispatched user: ask Htouhui, store the answer, move the ladder (a worker, one message).
 
         Skipped without a query when another check holds the user or its due time is no longer the
@@ -442,6 +456,8 @@ class Onboarding:
             return CheckOutcome.SKIPPED
         ladder = self._ladder()
         shard = record.check_shard or schedule.shard_of(third_party_user_id, self.settings.reconcile_shards)
+        if pace is not None:
+            pace()  # the rate budget: only a check that will ask Htouhui waits for its turn
         outcome = self._ask(record)
         if outcome is CheckOutcome.FAILED:
             attempts = record.check_attempts + 1
@@ -461,7 +477,7 @@ class Onboarding:
         )
         return outcome
 
-    def check_now(self, third_party_user_id: str) -> CheckOutcome:
+    def check_now(self, third_party_user_id: str, *, pace: Callable[[], None] | None = None) -> CheckOutcome:
         """CheckUserStatus: ask Htouhui now and put the user back on the ladder from now (unless at status 3).
 
         FAILED means "try again" (the worker reports the message as failed, SQS delivers it again).
@@ -478,6 +494,8 @@ class Onboarding:
         if not record.registered or not record.id_card:
             self.store.release_check(third_party_user_id, token)
             return CheckOutcome.SKIPPED  # nothing to ask with before the form
+        if pace is not None:
+            pace()
         outcome = self._ask(record)
         if outcome is CheckOutcome.FAILED:
             self.store.release_check(third_party_user_id, token)

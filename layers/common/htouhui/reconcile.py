@@ -37,8 +37,10 @@ def scheduled_rate(settings: Settings) -> float:
 
 
 def run_limit(settings: Settings, queued: int) -> int:
-    """How many due users one dispatcher run may send, with `queued` messages already waiting."""
-    return max(0, math.ceil(scheduled_rate(settings) * QUEUE_HORIZON_SECONDS) - queued)
+    """How many due users one dispatcher run may send, with `queued` messages already waiting: two minutes
+    of the scheduled share, and never fewer than two messages per worker slot (no slot waits for a run)."""
+    wanted = max(math.ceil(scheduled_rate(settings) * QUEUE_HORIZON_SECONDS), 2 * settings.reconcile_workers)
+    return max(0, wanted - queued)
 
 
 def dispatch(
@@ -116,8 +118,11 @@ def work(onboarding: Onboarding, messages: Iterable[Message], pacer: Pacer) -> W
             if kind == "invalid" or user is None:
                 report.add("INVALID")
                 continue
-            pacer.before_query()  # paced per message, whether or not it ends up asking Htouhui
-            outcome = onboarding.check_now(user) if kind == "check" else onboarding.check_scheduled(user, due or 0)
+            pace = pacer.before_query  # called only when Htouhui is about to be asked
+            if kind == "check":
+                outcome = onboarding.check_now(user, pace=pace)
+            else:
+                outcome = onboarding.check_scheduled(user, due or 0, pace=pace)
             report.add(str(outcome))
             if outcome is CheckOutcome.FAILED and kind == "check":
                 report.failed_ids.append(message.message_id)  # SQS delivers it again after the visibility time-out
