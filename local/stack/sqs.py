@@ -24,7 +24,7 @@ from stack.lambdas import FunctionPool, InvocationFailure
 from stack.template import REGION, QueueSource, Template
 
 log = logging.getLogger("stack")
-LOCAL_MAX_POLLERS = 4  # MaximumConcurrency is honoured up to this many pollers per mapping on a laptop
+LOCAL_MAX_POLLERS = 2  # MaximumConcurrency is honoured up to this many pollers per mapping on a laptop
 _ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
 
 
@@ -121,7 +121,7 @@ class QueuePoller:
         pool: FunctionPool,
         stop: threading.Event,
         *,
-        interval: float = 0.25,
+        interval: float = 0.5,  # between empty receives: moto serves one request at a time, keep idle polls few
         on_invoke: Callable[[str, str, int, str], None] | None = None,
     ) -> None:
         self.sqs = client("sqs", endpoint)
