@@ -19,12 +19,12 @@ for folder in (LAYER, ROOT / "local"):  # the layer, and the local stack (tables
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from bench import cold, reconcile, signing, sizes, warm  # noqa: E402
+from bench import cold, scale, signing, sizes, warm  # noqa: E402
 from bench.keys import make_keys  # noqa: E402
-from bench.servers import moto_server, sandbox_server  # noqa: E402
+from bench.servers import moto_server  # noqa: E402
 from bench.stats import Figure, table, write_results  # noqa: E402
 
-SECTIONS = ("sizes", "cold", "priming", "signing", "warm", "reconcile")
+SECTIONS = ("sizes", "cold", "priming", "signing", "warm", "scale")
 FULL = {
     "cold_rounds": 11,
     "deployed_rounds": 5,
@@ -32,10 +32,8 @@ FULL = {
     "warm_warmup": 30,
     "warm_block": 50,
     "sign_rounds": 60,
-    "reconcile_users": 1000,
-    "reconcile_small": 100,
-    "reconcile_latency_ms": 20,
-    "reconcile_concurrency": 10,
+    "scale_days": 365,
+    "scale_sample_days": 14,
     "build": True,
 }
 QUICK = {
@@ -46,8 +44,8 @@ QUICK = {
     "warm_warmup": 3,
     "warm_block": 4,
     "sign_rounds": 4,
-    "reconcile_users": 20,
-    "reconcile_small": 5,
+    "scale_days": 10,
+    "scale_sample_days": 3,
     "build": False,
 }
 
@@ -111,19 +109,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
             figures += found
             progress("warm notify done")
-        if "reconcile" in chosen:
-            with moto_server() as moto, sandbox_server(keys_dir) as sandbox:
-                found, details["reconcile"] = reconcile.measure(
-                    keys_dir,
-                    sandbox,
-                    moto,
-                    users=settings["reconcile_users"],
-                    small=settings["reconcile_small"],
-                    latency_ms=settings["reconcile_latency_ms"],
-                    concurrency=settings["reconcile_concurrency"],
-                    progress=progress,
-                )
+        if "scale" in chosen:
+            found, details["scale"] = scale.measure(
+                keys_dir,
+                days=settings["scale_days"],
+                sample_days=settings["scale_sample_days"],
+                plot=args.out.with_name("scale.png"),
+                progress=progress,
+            )
             figures += found
+            progress("scale done")
     seconds = time.monotonic() - started
     data = write_results(args.out, figures, settings=settings, seconds=seconds, details=details)
     print(table(figures))

@@ -50,7 +50,6 @@ def user_item(user: str, htouhui_user_id: str, id_card: str, updated_at: str) ->
         "id_card": {"S": id_card},
         "created_at": {"S": updated_at},
         "updated_at": {"S": updated_at},
-        "unfinished": {"S": "PENDING"},
     }
 
 

@@ -157,6 +157,8 @@ class Stack:
     users_table: str
     notifications_table: str
     calls: list[Any]
+    queue_url: str = ""  # the reconciliation work queue (moto SQS)
+    aws_url: str = ""
 
     # --- the merchant's side (events straight into the handlers) ---------------------------------
 
@@ -201,6 +203,22 @@ class Stack:
             domain=self.bridge.authority,
         )
         return self.invoke("notify", event)
+
+    def dispatch(self) -> dict[str, Any]:
+        """One run of the reconciliation dispatcher (its schedule's event)."""
+        return self.invoke("reconcile_dispatch", {"detail-type": "Scheduled Event", "source": "aws.scheduler"})
+
+    def work_queued(self) -> list[dict[str, Any]]:
+        """Hand what the dispatcher queued to the worker as SQS batches; returns each invocation's answer."""
+        sqs = sqs_client(self.aws_url)
+        answers = []
+        while True:
+            found = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not found:
+                return answers
+            answers.append(self.invoke("reconcile_worker", sqs_event([m["Body"] for m in found])))
+            for message in found:
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def user_item(self, user: str) -> dict[str, Any]:
         answer = self.dynamodb.get_item(
@@ -439,3 +457,30 @@ def open_account_form(
 def log_entries(sink: Any) -> list[dict[str, Any]]:
     """The JSON lines a `log_sink` fixture caught."""
     return [json.loads(line) for line in sink.getvalue().splitlines() if line.strip()]
+
+
+def sqs_event(bodies: list[str]) -> dict[str, Any]:
+    """An SQS batch as the event source mapping hands it to a function."""
+    return {
+        "Records": [
+            {
+                "messageId": f"m-{index}-{uuid.uuid4().hex[:8]}",
+                "receiptHandle": "handle",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:reconcile",
+                "awsRegion": "us-east-1",
+            }
+            for index, body in enumerate(bodies)
+        ]
+    }
+
+
+def sqs_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "sqs", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="x"
+    )

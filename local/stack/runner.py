@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl
 
-from stack import apigw, aws
+from stack import apigw, aws, sqs
 from stack.lambdas import FunctionPool, InvocationFailure, lambda_environment
 from stack.template import ACCOUNT_ID, REGION, Template, load, match
 
@@ -231,8 +231,11 @@ class Stack:
         self.template = load(config.template, parameter_overrides=config.parameter_overrides)
         descriptions = aws.create_tables(self.dynamodb_url, self.template.tables)
         table_names = {logical: table.name for logical, table in self.template.tables.items()}
+        queues = sqs.create_queues(self.dynamodb_url, self.template)
 
         def attribute(logical: str, name: str) -> Any:
+            if logical in queues.by_logical:
+                return queues.attribute(logical, name)
             if logical in descriptions and name == "StreamArn":
                 return descriptions[logical].get("LatestStreamArn")
             if logical in descriptions and name == "Arn":
@@ -244,6 +247,7 @@ class Stack:
             parameter_overrides=config.parameter_overrides,
             table_names=table_names,
             attributes=attribute,
+            resource_refs=queues.refs,
         )
         if config.sandbox:
             self._start_sandbox(sandbox, sandbox_port)
@@ -259,6 +263,8 @@ class Stack:
             bus.observe(name)
         for rule in self.template.rules:
             bus.add_rule(rule, self.pools[rule.function])
+        sqs.add_rules(bus, self.template, queues)
+        sqs.start(self.dynamodb_url, self.template, queues, self.pools, self.stop_event, on_invoke=self._on_queue)
         for source in self.template.streams:
             arn = descriptions.get(source.table or "", {}).get("LatestStreamArn") or source.stream_arn
             if not arn:
@@ -419,6 +425,9 @@ class Stack:
     def _on_stream(self, function: str, count: int, outcome: str) -> None:
         self.console.line(f"stream -> {function} {count} record(s) {outcome}")
 
+    def _on_queue(self, function: str, queue: str, count: int, outcome: str) -> None:
+        self.console.line(f"queue {queue} -> {function} {count} message(s) {outcome}")
+
     def _on_bus_event(self, where: str, source: str, detail_type: str) -> None:
         if where.startswith("rule "):
             self.console.line(f"{where} -> {source} {detail_type}")
@@ -457,6 +466,7 @@ class Stack:
                 f"  rule      {json.dumps(rule.pattern, separators=(',', ':'))} on {rule.bus or 'default'} "
                 f"-> {rule.function}"
             )
+        lines.extend(sqs.banner(self.template))
         lines.append(f"  keys      {relative(config.keys_dir)}/" + (" (created now)" if created else ""))
         where = "this console" if config.function_logs == "console" else f"{relative(config.logs_dir)}/<Function>.log"
         lines.append(f"  logs      function logs in {where}")

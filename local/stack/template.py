@@ -117,6 +117,28 @@ class RuleSource:
 
 
 @dataclass(frozen=True)
+class QueueSource:
+    """An SQS event source mapping: the function is invoked with batches of the queue's messages."""
+
+    function: str
+    event: str
+    queue: str | None  # logical id of the AWS::SQS::Queue
+    batch_size: int
+    maximum_concurrency: int | None
+    report_batch_item_failures: bool
+
+
+@dataclass(frozen=True)
+class QueueRule:
+    """An AWS::Events::Rule resource whose target is one of the template's queues."""
+
+    logical_id: str
+    pattern: dict[str, Any]
+    bus: str | None
+    queue: str  # logical id of the target AWS::SQS::Queue
+
+
+@dataclass(frozen=True)
 class Table:
     logical_id: str
     name: str
@@ -146,6 +168,9 @@ class Template:
     streams: list[StreamSource] = field(default_factory=list)
     rules: list[RuleSource] = field(default_factory=list)
     buses: dict[str, str] = field(default_factory=dict)  # logical id -> bus name
+    queues: dict[str, dict[str, Any]] = field(default_factory=dict)  # logical id -> resolved properties
+    queue_sources: list[QueueSource] = field(default_factory=list)
+    queue_rules: list[QueueRule] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)  # "Function.VAR" that resolved to nothing
 
 
@@ -273,8 +298,12 @@ def load(
     parameter_overrides: Mapping[str, str] | None = None,
     table_names: Mapping[str, str] | None = None,
     attributes: Callable[[str, str], Any] | None = None,
+    resource_refs: Mapping[str, str] | None = None,
 ) -> Template:
-    """Read the template and resolve what the local stack needs from it."""
+    """Read the template and resolve what the local stack needs from it.
+
+    `resource_refs` gives `!Ref` of other resources their local value (e.g. a queue's URL).
+    """
     path = path.resolve()
     raw = load_yaml(path)
     resources: dict[str, Any] = raw.get("Resources") or {}
@@ -321,6 +350,7 @@ def load(
         return None
 
     resolver = Resolver(raw, parameters, refs, attribute)
+    refs.update(resource_refs or {})
     # Remaining resources: Ref gives something recognisable (their logical id) so !Sub strings still resolve.
     for logical, resource in resources.items():
         refs.setdefault(logical, logical)
@@ -328,6 +358,7 @@ def load(
             refs[logical] = logical
 
     template = Template(path=path, parameters=parameters, tables=tables, buses=buses)
+    _read_queues(template, resources, resolver)
     globals_function: dict[str, Any] = ((raw.get("Globals") or {}).get("Function")) or {}
     globals_api: dict[str, Any] = ((raw.get("Globals") or {}).get("HttpApi")) or {}
     apis = _http_apis(resources, resolver, globals_api)
@@ -484,6 +515,19 @@ def _read_event(
                 filters=filters,
             )
         )
+    elif kind == "SQS":
+        resolved = resolver.resolve(properties)
+        scaling = resolved.get("ScalingConfig") or {}
+        template.queue_sources.append(
+            QueueSource(
+                function=function,
+                event=name,
+                queue=_logical_of(properties.get("Queue")),
+                batch_size=int(resolved.get("BatchSize") or 10),
+                maximum_concurrency=int(scaling["MaximumConcurrency"]) if "MaximumConcurrency" in scaling else None,
+                report_batch_item_failures="ReportBatchItemFailures" in (resolved.get("FunctionResponseTypes") or []),
+            )
+        )
     elif kind in ("EventBridgeRule", "CloudWatchEvent"):
         resolved = resolver.resolve(properties)
         bus = resolved.get("EventBusName")
@@ -492,6 +536,50 @@ def _read_event(
                 function, name, dict(resolved.get("Pattern") or {}), str(bus) if bus else None, resolved.get("Input")
             )
         )
+
+
+def _logical_of(value: Any) -> str | None:
+    """`!GetAtt X.Arn` (short or long form) or `!Ref X` -> X."""
+    if isinstance(value, Intrinsic) and value.name in ("Fn::GetAtt", "Ref"):
+        parts = value.value if isinstance(value.value, list) else str(value.value).split(".", 1)
+        return str(parts[0])
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, inner),) = value.items()
+        if key in ("Fn::GetAtt", "Ref"):
+            parts = inner if isinstance(inner, list) else str(inner).split(".", 1)
+            return str(parts[0])
+    return None
+
+
+def _read_queues(template: Template, resources: Mapping[str, Any], resolver: Resolver) -> None:
+    """The template's SQS queues and the EventBridge rules (resources, not function events) that feed them."""
+    for logical, resource in resources.items():
+        if not isinstance(resource, dict):
+            continue
+        if resource.get("Condition") and not resolver.condition(str(resource["Condition"])):
+            continue
+        if resource.get("Type") == "AWS::SQS::Queue":
+            raw = resource.get("Properties") or {}
+            properties = dict(resolver.resolve(raw))
+            target = _logical_of((raw.get("RedrivePolicy") or {}).get("deadLetterTargetArn"))
+            redrive = properties.get("RedrivePolicy")
+            if (
+                target
+                and isinstance(redrive, dict)
+                and not str(redrive.get("deadLetterTargetArn", "")).startswith("arn:")
+            ):
+                redrive["deadLetterTargetArn"] = target  # a queue of this template: its local ARN once created
+            template.queues[logical] = properties
+    for logical, resource in resources.items():
+        if not isinstance(resource, dict) or resource.get("Type") != "AWS::Events::Rule":
+            continue
+        properties = resource.get("Properties") or {}
+        pattern = resolver.resolve(properties.get("EventPattern"))
+        bus = resolver.resolve(properties.get("EventBusName"))
+        for target in properties.get("Targets") or []:
+            queue = _logical_of(target.get("Arn"))
+            if queue in template.queues and isinstance(pattern, dict):
+                template.queue_rules.append(QueueRule(logical, dict(pattern), str(bus) if bus else None, queue))
 
 
 _GREEDY = re.compile(r"\{[^}]+\+\}$")
@@ -554,6 +642,10 @@ def describe(template: Template) -> list[str]:
     lines.extend(f"schedule {item.expression} -> {item.function}" for item in template.schedules)
     lines.extend(f"stream {item.table} -> {item.function}" for item in template.streams)
     lines.extend(f"rule   {item.pattern} on {item.bus or 'default'} -> {item.function}" for item in template.rules)
+    lines.extend(f"queue  {item.queue} -> {item.function} (batch {item.batch_size})" for item in template.queue_sources)
+    lines.extend(
+        f"rule   {item.pattern} on {item.bus or 'default'} -> queue {item.queue}" for item in template.queue_rules
+    )
     return lines
 
 

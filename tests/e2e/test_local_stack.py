@@ -1,6 +1,6 @@
 """The real local stack, started as `python -m stack` on free ports and driven over HTTP only: the five routes
 of API.md with the real handlers, the sandbox's pages, the notification, the stream -> UserStatusChanged, the
-schedule, the CheckUserStatus rule, and a clean stop."""
+dispatcher's schedule, the CheckUserStatus rule and queue feeding the worker, and a clean stop."""
 
 from __future__ import annotations
 
@@ -144,11 +144,21 @@ def test_one_user_from_register_to_status_3(stack: StackProcess) -> None:
         assert refreshed.status_code == 200 and refreshed.json()["status"] == 3
 
 
-def test_the_schedule_and_the_check_user_status_rule_reach_reconcile(stack: StackProcess) -> None:
+def test_the_dispatcher_schedule_and_check_user_status_through_its_queue(stack: StackProcess) -> None:
     fired = httpx.post(f"{stack.url}/_local/schedules", timeout=60).json()["fired"]
-    assert fired == [{"function": "ReconcileFunction", "outcome": "ok"}], stack.text()
+    assert fired == [{"function": "ReconcileDispatchFunction", "outcome": "ok"}], stack.text()
 
-    before = httpx.get(f"{stack.url}/_local/health").json()["functions"]["ReconcileFunction"]["invocations"]
+    # A user whose notification never came: Htouhui has it at status 1. CheckUserStatus on the bus goes to
+    # the rule's queue, the worker (an SQS event source mapping, as the template declares) asks and stores.
+    user = "e2e-check-1"
+    card = "110105194912310046"
+    assert httpx.post(f"{stack.url}/users", json={"third_party_user_id": user, "mobile": "13800138111"}).status_code
+    opened = httpx.post(f"{stack.url}/users/{user}/open-account", json={"id_card": card, "real_name": REAL_NAME})
+    assert opened.status_code == 200, opened.text
+    seeded = httpx.post(
+        f"{stack.sandbox_url}/_sandbox/users", json={"third_party_user_id": user, "status": 1, "id_card": card}
+    )
+    assert seeded.status_code == 201, seeded.text
     events = boto3.client(
         "events",
         endpoint_url=stack.dynamodb_url,
@@ -161,15 +171,15 @@ def test_the_schedule_and_the_check_user_status_rule_reach_reconcile(stack: Stac
             {
                 "Source": "merchant.backend",
                 "DetailType": "CheckUserStatus",
-                "Detail": json.dumps({"third_party_user_id": "e2e-user-1"}),
+                "Detail": json.dumps({"third_party_user_id": user}),
                 "EventBusName": "default",
             }
         ]
     )
-    reached = wait_for(
-        lambda: httpx.get(f"{stack.url}/_local/health").json()["functions"]["ReconcileFunction"]["invocations"] > before
-    )
+    reached = wait_for(lambda: httpx.get(f"{stack.url}/users/{user}").json()["status"] == 1)
     assert reached, stack.text()
+    line = r"queue CheckUserStatusQueue -> ReconcileWorkerFunction 1 message\(s\) ok"
+    assert wait_for(lambda: re.search(line, stack.text())), stack.text()  # logged once the invocation returned
 
 
 def test_the_console_has_one_line_per_request_and_no_personal_data(stack: StackProcess) -> None:

@@ -27,6 +27,7 @@ from helpers import (
     dynamodb_client,
     make_client,
     moto_dynamodb,
+    sqs_client,
 )
 from sandbox.server import RunningSandbox, Sandbox, SandboxConfig
 
@@ -82,6 +83,7 @@ def bridge() -> Iterator[Bridge]:
 
 @pytest.fixture
 def stack(
+    aws: str,
     dynamodb: Any,
     tables: tuple[str, str],
     stack_sandbox: RunningSandbox,
@@ -89,6 +91,7 @@ def stack(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Stack]:
     users, notifications = tables
+    queue_url = sqs_client(aws).create_queue(QueueName=f"reconcile-{users}")["QueueUrl"]
     environment = bridge.functions.environment(
         {
             "HTOUHUI_PARTNER_ID": PARTNER_ID,
@@ -101,7 +104,11 @@ def stack(
             "HTOUHUI_READ_TIMEOUT": "1",
             "HTOUHUI_MAX_ATTEMPTS": "2",
             "HTOUHUI_RETRY_SECONDS": "3",
-            "RECONCILE_CONCURRENCY": "4",
+            # reconciliation: a ladder short enough to wait for, a budget that paces tests in milliseconds
+            "RECONCILE_LADDER": "1s,10m,1h",
+            "RECONCILE_RATE_BUDGET": "2000",
+            "RECONCILE_QUEUE_URL": queue_url,
+            "AWS_ENDPOINT_URL_SQS": aws,
             "EVENT_BUS_NAME": "htouhui-test",
         }
     )
@@ -123,7 +130,7 @@ def stack(
     bridge.before = None
     bridge.invocations.clear()
     try:
-        yield Stack(bridge, stack_sandbox, dynamodb, users, notifications, calls)
+        yield Stack(bridge, stack_sandbox, dynamodb, users, notifications, calls, queue_url, aws)
     finally:
         runtime.reset()
         bridge.before = None

@@ -13,11 +13,10 @@ import json
 from typing import Any
 
 import pytest
-from helpers import Stack, load_event, valid_id_card
+from helpers import Stack, load_event, sqs_event, valid_id_card
 from template_tools import alarm_metrics, alarms_of, deployed
 
 from htouhui import protocol
-from htouhui.errors import HtouhuiBusy
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
@@ -101,14 +100,18 @@ def test_every_metric_an_alarm_reads_is_emitted_under_faults(
         stack.query("u-alarm", refresh=True)
     _clear(stack)
 
-    # reconciliation: a CheckUserStatus for a user Htouhui cannot answer about (503 to every attempt) fails,
-    # so that EventBridge retries it and then dead-letters it (the scheduled run counts the same metric)
+    # reconciliation: a CheckUserStatus for a user Htouhui cannot answer about (503 to every attempt) fails: the
+    # worker reports the message as a batch item failure, so SQS delivers it again and then dead-letters it
     _fault(stack, "query", error_rate=1.0)
     event = load_event("check_user_status.json")
     event["detail"]["third_party_user_id"] = "u-alarm"
-    with pytest.raises(HtouhuiBusy):
-        stack.invoke("reconcile", event)
+    answer = stack.invoke("reconcile_worker", sqs_event([json.dumps(event)]))
+    assert answer["batchItemFailures"], answer
     _clear(stack)
+    # a check Htouhui rejects (2004: it holds another id_card) is completed, and counted as a failure
+    other = valid_id_card("11010519900307124")
+    stack.control("POST", "users", {"third_party_user_id": "u-alarm", "status": 1, "id_card": other})
+    assert stack.invoke("reconcile_worker", sqs_event([json.dumps(event)])) == {"batchItemFailures": []}
 
     emitted = emitted_metrics(capsys.readouterr().out)
     missing = sorted((name, sorted(dims)) for name, dims in wanted - emitted)

@@ -69,7 +69,7 @@ def test_whole_onboarding_reaches_status_3(stack: Stack) -> None:
     assert view["id_card"] == ID_CARD[:3] + "*" * 11 + ID_CARD[-4:]
     assert re.fullmatch(r"\*+[0-9]{4}", view["bank_card_number"])
     item = stack.user_item("u-whole-1")
-    assert "unfinished" not in item and item["status"] == {"N": "3"}
+    assert "next_check_at" not in item and item["status"] == {"N": "3"}  # finished: off the schedule
     assert [record["notify_no"]["S"] for record in stack.history()]  # the notification is kept once
     assert len(stack.history()) == 1
     assert [call.interface for call in stack.calls] == ["register"]

@@ -1,27 +1,34 @@
-"""The event-driven functions: reconcile (schedule and CheckUserStatus) and publish_status (stream).
+"""The event-driven functions: the reconciliation dispatcher and worker (schedule, SQS) and publish_status (stream).
 
-Reconciliation runs against the sandbox over HTTP and moto DynamoDB; publish_status reads the real
-stream of the users table (moto's DynamoDB Streams) and publishes to a moto EventBridge bus whose
-rule forwards to an SQS queue, where the test reads what was published.
+Reconciliation runs against the sandbox over HTTP, moto DynamoDB and a moto SQS queue (the dispatcher sends,
+the test hands the queued messages to the worker as the event source mapping would); publish_status reads the
+real stream of the users table (moto's DynamoDB Streams) and publishes to a moto EventBridge bus whose rule
+forwards to an SQS queue, where the test reads what was published.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import boto3
 import pytest
-from helpers import Stack, invoke, json_body, load_event, load_function, valid_id_card
+from helpers import Stack, invoke, json_body, load_event, load_function, sqs_event, valid_id_card
 
 # Powertools warns when an invocation counted nothing: normal here.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
 ID_CARD = valid_id_card("31010419870605002")
+FIRST_STEP = 2.05  # the harness's ladder starts at 1 s, plus up to 20 % jitter, in whole seconds
 
 
-def _reconcile(stack: Stack, event: dict[str, Any] | None = None) -> dict[str, Any]:
-    return stack.invoke("reconcile", event if event is not None else load_event("reconcile_schedule.json"))
+@pytest.fixture(autouse=True)
+def fresh_queue() -> Any:
+    module = load_function("reconcile_dispatch")
+    module.set_work_queue(None)  # built again from this test's RECONCILE_QUEUE_URL
+    yield
+    module.set_work_queue(None)
 
 
 def _opened_on_htouhui_only(stack: Stack, user: str, mobile: str, status: int, id_card: str = ID_CARD) -> None:
@@ -31,67 +38,86 @@ def _opened_on_htouhui_only(stack: Stack, user: str, mobile: str, status: int, i
     stack.control("POST", "users", {"third_party_user_id": user, "status": status, "id_card": id_card})
 
 
-def test_schedule_brings_a_user_with_a_dropped_notification_to_the_true_status(stack: Stack) -> None:
+def _queries(stack: Stack) -> int:
+    return sum(1 for call in stack.calls if call.interface == "query")
+
+
+def test_dispatcher_and_worker_bring_a_user_with_a_dropped_notification_to_the_true_status(stack: Stack) -> None:
     user = "u-dropped"
     assert stack.register(user, "13811110001")["statusCode"] == 201
+    assert stack.register("u-no-form", "13811110009")["statusCode"] == 201  # never asks for a form
     page = json_body(stack.open_account(user, {"id_card": ID_CARD, "real_name": "李四"}))
     stack.control("POST", "faults", {"interface": "notify", "drop": 1})
     assert stack.walk_pages(page).status_code == 302  # finished on Htouhui's pages; the browser never returns
     [delivery] = stack.wait_deliveries(user, lambda items: bool(items))
     assert delivery["state"] == "dropped"
     assert json_body(stack.query(user))["stage"] == "OPEN_REQUESTED"
+    assert "next_check_at" in stack.user_item(user) and "next_check_at" not in stack.user_item("u-no-form")
 
-    report = _reconcile(stack)
-    assert report == {"result": "reconciled", "checked": 1, "changed": 1, "failed": 0, "skipped": 0}
+    time.sleep(FIRST_STEP)
+    assert stack.dispatch() == {"result": "dispatched", "found": 1, "dispatched": 1, "taken": 0}
+    assert stack.work_queued() == [{"batchItemFailures": []}]
     view = json_body(stack.query(user))
     assert (
         view["status"] == 3
         and view["stage"] == "COMPLETED"
         and view["bank_card_number"].endswith(stack.user_item(user)["bank_card_number"]["S"][-4:])
     )
-    assert "unfinished" not in stack.user_item(user)
-    assert _reconcile(stack)["checked"] == 0  # finished users leave the sparse index
+    item = stack.user_item(user)
+    assert not {"next_check_at", "check_shard", "check_lease"} & set(item)  # finished: off the schedule
+    assert stack.dispatch()["found"] == 0 and _queries(stack) == 1
 
 
-def test_schedule_counts_failures_and_goes_on(stack: Stack) -> None:
+def test_worker_counts_failures_and_goes_on(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
     _opened_on_htouhui_only(stack, "u-rec-a", "13811110002", 1)
     _opened_on_htouhui_only(stack, "u-rec-b", "13811110003", 2)
-    # u-rec-c asked for a page with one id_card; Htouhui opened the account with another: 2004
+    # u-rec-c asked for a page with one id_card; Htouhui opened the account with another: 2004, an answer
     assert stack.register("u-rec-c", "13811110004")["statusCode"] == 201
-    assert (
-        stack.open_account("u-rec-c", {"id_card": valid_id_card("31010419870605003"), "real_name": "李四"})[
-            "statusCode"
-        ]
-        == 200
-    )
+    other_card = {"id_card": valid_id_card("31010419870605003"), "real_name": "李四"}
+    assert stack.open_account("u-rec-c", other_card)["statusCode"] == 200
     stack.control("POST", "users", {"third_party_user_id": "u-rec-c", "status": 1, "id_card": ID_CARD})
-    assert stack.register("u-rec-d", "13811110005")["statusCode"] == 201  # no id_card yet: cannot be queried
-    report = _reconcile(stack)
-    assert report == {"result": "reconciled", "checked": 3, "changed": 2, "failed": 1, "skipped": 1}
+    time.sleep(FIRST_STEP)
+    assert stack.dispatch()["dispatched"] == 3
+    capsys.readouterr()
+    assert stack.work_queued() == [{"batchItemFailures": []}]
+    assert '"ReconcileFailures"' in capsys.readouterr().out
     assert [json_body(stack.query(user))["status"] for user in ("u-rec-a", "u-rec-b", "u-rec-c")] == [1, 2, None]
+    steps = [stack.user_item(user)["check_step"]["N"] for user in ("u-rec-a", "u-rec-b", "u-rec-c")]
+    assert steps == ["1", "1", "1"]  # every completed check moves the ladder, whatever the answer
 
 
-def test_check_user_status_event(stack: Stack) -> None:
+def test_check_user_status_message(stack: Stack) -> None:
     event = load_event("check_user_status.json")
-    assert event["detail-type"] == "CheckUserStatus"
     user = event["detail"]["third_party_user_id"]
-    assert _reconcile(stack, event) == {"result": "not_found", "third_party_user_id": user}
+    body = json.dumps(event)
+    assert stack.invoke("reconcile_worker", sqs_event([body])) == {"batchItemFailures": []}  # unknown: dropped
     _opened_on_htouhui_only(stack, user, "13811110006", 2)
-    answer = _reconcile(stack, event)
-    assert answer == {"result": "checked", "third_party_user_id": user, "status": 2}
-    assert json_body(stack.query(user))["stage"] == "PASSWORD_SET"
+    assert stack.invoke("reconcile_worker", sqs_event([body])) == {"batchItemFailures": []}
+    assert json_body(stack.query(user))["stage"] == "PASSWORD_SET" and _queries(stack) == 1
+    assert stack.user_item(user)["check_step"] == {"N": "0"}  # back at the start of the ladder
 
 
-def test_check_user_status_failure_raises_for_a_retry(stack: Stack) -> None:
+def test_a_failed_check_user_status_is_delivered_again_and_a_failed_due_check_backs_off(stack: Stack) -> None:
     _opened_on_htouhui_only(stack, "u-check-busy", "13811110007", 1)
     stack.control("POST", "faults", {"interface": "query", "busy": True})
-    event = {**load_event("check_user_status.json"), "detail": {"third_party_user_id": "u-check-busy"}}
-    from htouhui.errors import HtouhuiBusy
+    check = {**load_event("check_user_status.json"), "detail": {"third_party_user_id": "u-check-busy"}}
+    event = sqs_event([json.dumps(check), "not json", json.dumps({**check, "detail": {}})])
+    failed = event["Records"][0]["messageId"]
+    assert stack.invoke("reconcile_worker", event) == {"batchItemFailures": [{"itemIdentifier": failed}]}
 
-    with pytest.raises(HtouhuiBusy):
-        _reconcile(stack, event)
-    malformed = {**load_event("check_user_status.json"), "detail": {}}
-    assert _reconcile(stack, malformed) == {"result": "invalid_event"}
+    time.sleep(FIRST_STEP)
+    assert stack.dispatch()["dispatched"] == 1
+    assert stack.work_queued() == [{"batchItemFailures": []}]  # the schedule retries it, with backoff
+    item = stack.user_item("u-check-busy")
+    assert item["check_attempts"] == {"N": "1"} and item["check_step"] == {"N": "0"}
+    assert int(item["next_check_at"]["N"]) >= int(time.time()) + 25
+    assert _queries(stack) == 2  # one attempt per check: the schedule's backoff is the retry
+
+
+def test_sample_events_reach_the_functions(stack: Stack) -> None:
+    assert stack.invoke("reconcile_dispatch", load_event("reconcile_dispatch_schedule.json"))["result"] == "dispatched"
+    answer = stack.invoke("reconcile_worker", load_event("reconcile_worker_sqs.json"))
+    assert answer == {"batchItemFailures": []}  # u-1001 is unknown here: both messages are dropped
 
 
 # --- publish_status --------------------------------------------------------------------------------------

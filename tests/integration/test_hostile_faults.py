@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from helpers import Stack, json_body, load_event, valid_id_card
+from helpers import Stack, json_body, load_event, sqs_event, valid_id_card
 from test_hostile_input import dump
 
 from htouhui import runtime
@@ -205,10 +206,24 @@ def _emf(output: str) -> dict[str, float]:
     return totals
 
 
+SCHEDULE_ATTRIBUTES = ("next_check_at", "check_attempts", "check_lease", "check_token")
+
+
+def _without_schedule(items: Any) -> Any:
+    """The tables as the merchant sees them: the ladder's own bookkeeping left out."""
+    return json.loads(
+        json.dumps(items, default=str),
+        object_hook=lambda item: {k: v for k, v in item.items() if k not in SCHEDULE_ATTRIBUTES},
+    )
+
+
 @pytest.mark.parametrize("outage", ["unreachable", "busy", "http-5xx", "bad-signature"])
 def test_reconciler_while_htouhui_is_down(
     fast: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], outage: str
 ) -> None:
+    from helpers import load_function
+
+    load_function("reconcile_dispatch").set_work_queue(None)
     users = [f"u-rec-down-{n}" for n in range(3)]
     for n, user in enumerate(users):
         assert fast.register(user, f"1381234700{n}")["statusCode"] == 201
@@ -222,31 +237,33 @@ def test_reconciler_while_htouhui_is_down(
     else:
         fault = {"busy": {"busy": True}, "http-5xx": {"error_rate": 1.0}, "bad-signature": {"bad_signature": True}}
         fast.control("POST", "faults", {"interface": "query", **fault[outage]})
+    time.sleep(2.05)  # the harness's first step (1 s, jittered, whole seconds)
     capsys.readouterr()
-    report = fast.invoke("reconcile", load_event("reconcile_schedule.json"))
-    assert report == {"result": "reconciled", "checked": 3, "changed": 0, "failed": 3, "skipped": 0}
+    assert fast.dispatch()["dispatched"] == 3
+    assert fast.work_queued() == [{"batchItemFailures": []}]  # no crash; the schedule retries with backoff
     metrics = _emf(capsys.readouterr().out)
-    assert metrics.get("ReconcileFailures") == 3, metrics
-    assert dump(fast) == before  # the users stay in the unfinished index for the next run
-    assert all(fast.user_item(user)["unfinished"]["S"] == "PENDING" for user in users)
+    assert metrics.get("ReconcileRetries") == 3 and "ReconcileFailures" not in metrics, metrics
+    assert _without_schedule(dump(fast)) == _without_schedule(before)  # nothing else changed
+    assert all(fast.user_item(user)["check_attempts"] == {"N": "1"} for user in users)
 
     monkeypatch.setenv("HTOUHUI_BASE_URL", fast.sandbox.url)
     runtime.reset()
     fast.control("POST", "faults", {"interface": "query", "clear": True})
-    report = fast.invoke("reconcile", load_event("reconcile_schedule.json"))
-    assert report["changed"] == 3 and report["failed"] == 0
-    assert all("unfinished" not in fast.user_item(user) for user in users)
+    checks = [json.dumps({"detail-type": "CheckUserStatus", "detail": {"third_party_user_id": u}}) for u in users]
+    assert fast.invoke("reconcile_worker", sqs_event(checks)) == {"batchItemFailures": []}
+    assert all(fast.user_item(user)["status"] == {"N": "3"} for user in users)
+    assert all("next_check_at" not in fast.user_item(user) for user in users)
 
 
-def test_check_user_status_while_htouhui_is_down_raises_for_a_retry(
+def test_check_user_status_while_htouhui_is_down_is_delivered_again(
     fast: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert fast.register("u-check-down", "13812347010")["statusCode"] == 201
     assert fast.open_account("u-check-down", {"id_card": ID_CARD, "real_name": "赵六"})["statusCode"] == 200
     fast.control("POST", "faults", {"interface": "query", "busy": True})
     event = {**load_event("check_user_status.json"), "detail": {"third_party_user_id": "u-check-down"}}
+    batch = sqs_event([json.dumps(event)])
     capsys.readouterr()
-    with pytest.raises(Exception) as raised:  # Lambda retries the event, then its dead-letter queue keeps it
-        fast.invoke("reconcile", event)
-    assert type(raised.value).__name__ == "HtouhuiBusy"
-    assert _emf(capsys.readouterr().out).get("ReconcileFailures") == 1
+    answer = fast.invoke("reconcile_worker", batch)  # SQS delivers it again, then its dead-letter queue keeps it
+    assert answer == {"batchItemFailures": [{"itemIdentifier": batch["Records"][0]["messageId"]}]}
+    assert _emf(capsys.readouterr().out).get("ReconcileRetries") == 1

@@ -391,7 +391,7 @@ def test_browser_return_applies_without_history(onboarding: Onboarding, fake: Fa
     assert onboarding.view("shop-1").status == 2 and history_count(dynamodb, onboarding.store) == 0
 
 
-# --- query and reconciliation ---------------------------------------------------------------------
+# --- query ---------------------------------------------------------------------------------------
 
 
 def test_refresh_asks_htouhui_and_stores_through_the_monotonic_update(
@@ -405,60 +405,5 @@ def test_refresh_asks_htouhui_and_stores_through_the_monotonic_update(
     fake.users["shop-1"].borrower = "1"
     view = onboarding.refresh("shop-1")
     assert view.status == 2 and view.borrower == "1" and view.bank_card_number == "****" + CARD[-4:]
-    assert onboarding.check_user("shop-1") == view
     with pytest.raises(UserNotFound):
-        onboarding.check_user("nobody")
-
-
-def test_reconciliation_brings_users_to_the_true_status(onboarding: Onboarding, fake: FakeHtouhui) -> None:
-    for number in range(7):
-        opened(onboarding, f"r{number}", f"1380013800{number}")
-    onboarding.register(body("not-opened", "13900139009"))  # no id_card: skipped
-    fake.set_status("r0", 3, id_card=ID_CARD, bank_card_number=CARD)  # its notification was dropped
-    fake.set_status("r1", 1, id_card=ID_CARD, bank_card_number=CARD)
-    fake.set_status("r2", 2, id_card=ID_CARD, bank_card_number=CARD)
-    onboarding.accept_notification(fake.notification("r2", 2, "already"))  # already known: unchanged
-    fake.user_failures["r3"] = "2004"  # one user's failure does not stop the run
-    fake.delay["query"] = 0.05
-
-    report = onboarding.reconcile_unfinished(3, page_size=2)
-
-    assert (report.checked, report.changed, report.failed, report.skipped) == (7, 2, 1, 1)
-    assert fake.max_in_flight <= 3
-    assert onboarding.view("r0").status == 3 and onboarding.view("r0").ready_for_debt_matching
-    assert onboarding.view("r1").status == 1 and onboarding.view("r2").status == 2
-    assert onboarding.view("r4").stage == "OPEN_REQUESTED"
-    remaining = sorted(record.third_party_user_id for record in onboarding.store.unfinished())
-    assert "r0" not in remaining and "r1" in remaining and "not-opened" in remaining
-
-
-def test_reconciliation_stops_when_told(onboarding: Onboarding, fake: FakeHtouhui) -> None:
-    for number in range(4):
-        opened(onboarding, f"s{number}", f"1380013801{number}")
-    report = onboarding.reconcile_unfinished(2, should_stop=lambda: True)
-    assert report.checked == 0 and fake.calls["query"] == 0
-
-
-def test_reconciliation_checks_each_user_once_while_the_index_moves(
-    onboarding: Onboarding, fake: FakeHtouhui, clock: Clock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for number in range(3):
-        opened(onboarding, f"m{number}", f"1380013802{number}")
-        fake.set_status(f"m{number}", 1 + number, id_card=ID_CARD)
-        clock.advance(1)
-    # Every update moves the user to the end of the index (range key updated_at): with the clock moving
-    # on, a run that pages one user at a time would meet each updated user again without its cut-off.
-    ticking = clock.__call__
-
-    def tick() -> datetime:
-        clock.advance(0.01)
-        return ticking()
-
-    onboarding._clock = tick
-    report = onboarding.reconcile_unfinished(1, page_size=1)
-    assert (report.checked, report.changed) == (3, 3) and fake.calls["query"] == 3
-
-    # And should the index hand a user over twice within the same instant, it is still checked once.
-    original = onboarding.store.unfinished
-    monkeypatch.setattr(onboarding.store, "unfinished", lambda *a, **k: iter([*original(), *original()]))
-    assert onboarding.reconcile_unfinished(2).checked == 2  # m0 and m1 (m2 completed)
+        onboarding.refresh("nobody")

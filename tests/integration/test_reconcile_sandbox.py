@@ -1,13 +1,15 @@
 """Reconciliation against the Htouhui sandbox over real HTTP and a moto DynamoDB server.
 
-A user finished onboarding at Htouhui but every notification was lost: the scheduled reconciliation
-finds the user through the unfinished index, asks the sandbox's query interface and stores the truth.
+A user finished onboarding at Htouhui but every notification was lost: the dispatcher finds the user through
+the due-time index when the first step of the ladder is due, a worker asks the sandbox's query interface and
+stores the truth; the sandbox counts what it was asked.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -22,6 +24,35 @@ from htouhui.onboarding import Onboarding
 from htouhui.store import UserStore
 
 API = "http://127.0.0.1:9"  # our own API's address: only put into the form, never called here
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+CLOCK = Clock()
+CALLS: list[Any] = []  # every attempt the client made (what the sandbox was asked)
+
+
+class ListQueue:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def send(self, messages: list[dict[str, Any]]) -> None:
+        self.messages.extend(messages)
+
+    def depth(self) -> int:
+        return len(self.messages)
+
+
+def run_due(service: Onboarding) -> list[str]:
+    queue = ListQueue()
+    service.dispatch_due(queue, limit=100)
+    return [str(service.check_scheduled(m["third_party_user_id"], m["due"])) for m in queue.messages]
 
 
 @pytest.fixture
@@ -40,14 +71,14 @@ def onboarding(start_sandbox: Callable[..., RunningSandbox]) -> Iterator[tuple[O
 
     def factory() -> HtouhuiClient:
         keys = settings.keys()
-        return HtouhuiClient(settings.client, keys.merchant_private, keys.htouhui_public)
+        return HtouhuiClient(settings.client, keys.merchant_private, keys.htouhui_public, on_attempt=CALLS.append)
 
     with moto_dynamodb() as endpoint:
         client: Any = dynamodb_client(endpoint)
         suffix = uuid.uuid4().hex[:8]
         create_tables(client, f"users-{suffix}", f"notifications-{suffix}")
         store = UserStore(f"users-{suffix}", f"notifications-{suffix}", dynamodb=client)
-        yield Onboarding(settings, store, factory), sandbox
+        yield Onboarding(settings, store, factory, clock=CLOCK), sandbox
 
 
 def seed(sandbox: RunningSandbox, **user: Any) -> None:
@@ -76,13 +107,22 @@ def test_dropped_notifications_are_recovered_by_reconciliation(
     seed(sandbox, third_party_user_id="b", status=1, id_card=id_cards["b"])
     seed(sandbox, third_party_user_id="c", status=2, id_card=id_cards["c"])
 
-    report = service.reconcile_unfinished(2, page_size=2)
-
-    assert (report.checked, report.changed, report.failed, report.skipped) == (4, 3, 0, 1)
+    asked = _query_count(sandbox)
+    assert run_due(service) == []  # nobody is due yet: nothing asked
+    CLOCK.now += timedelta(minutes=7)
+    assert sorted(run_due(service)) == ["CHECKED"] * 4  # a, b, c, d (e never asked for a form)
+    assert _query_count(sandbox) == asked + 4
     a = service.view("a")
     assert a.status == 3 and a.stage == "COMPLETED" and a.ready_for_debt_matching
     assert service.view("b").stage == "ACCOUNT_OPENED" and service.view("c").stage == "PASSWORD_SET"
     assert service.view("d").stage == "OPEN_REQUESTED"
-    assert sorted(record.third_party_user_id for record in service.store.unfinished()) == ["b", "c", "d", "e"]
-    again = service.reconcile_unfinished(2)
-    assert (again.checked, again.changed) == (3, 0)
+    record = service.store.get("a")
+    assert record is not None and not record.scheduled  # status 3: off the schedule
+    assert run_due(service) == []  # a repeated sweep asks nobody again
+    CLOCK.now += timedelta(minutes=20)
+    assert sorted(run_due(service)) == ["CHECKED"] * 3  # b, c, d at their second step; a is done
+    assert _query_count(sandbox) == asked + 7
+
+
+def _query_count(_sandbox: RunningSandbox) -> int:
+    return sum(1 for record in CALLS if record.interface == "query")

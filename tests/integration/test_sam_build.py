@@ -24,7 +24,15 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 EM_AARCH64 = 183  # ELF e_machine of 64-bit ARM
 EM_X86_64 = 62
-FUNCTIONS = ("register", "open_account", "query_user", "notify", "reconcile", "publish_status")
+FUNCTIONS = (
+    "register",
+    "open_account",
+    "query_user",
+    "notify",
+    "reconcile_dispatch",
+    "reconcile_worker",
+    "publish_status",
+)
 
 
 def _pins() -> dict[str, str]:

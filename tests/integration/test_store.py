@@ -17,6 +17,7 @@ from htouhui.errors import (
     StoreUnavailable,
     UserNotFound,
 )
+from htouhui.schedule import Slot
 from htouhui.store import ApplyOutcome, ClaimOutcome, StatusUpdate, UserStore
 
 NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
@@ -70,12 +71,12 @@ def test_claim_then_complete_then_done(store: UserStore, client: Any, tables: tu
     assert store.claim_registration("u1", "digest-a", NOW).outcome is ClaimOutcome.IN_PROGRESS
     assert store.claim_registration("u1", "digest-b", NOW).outcome is ClaimOutcome.OTHER_MOBILE
     record = store.complete_registration("u1", "10001", NOW)
-    assert record.registered and record.unfinished and record.view().stage == "REGISTERED"
+    assert record.registered and not record.scheduled and record.view().stage == "REGISTERED"  # only a form schedules
     again = store.claim_registration("u1", "digest-a", NOW + timedelta(minutes=5))
     assert again.outcome is ClaimOutcome.DONE and again.record and again.record.htouhui_user_id == "10001"
     assert store.claim_registration("u1", "digest-b", NOW).outcome is ClaimOutcome.OTHER_MOBILE
     item = raw_item(client, tables[0], "u1")
-    assert "claim_expires_at" not in item and "claim_token" not in item and item["unfinished"] == {"S": "PENDING"}
+    assert "claim_expires_at" not in item and "claim_token" not in item and "next_check_at" not in item
     assert item["created_at"]["S"] == "2026-11-28T08:00:00.000Z"
 
 
@@ -156,16 +157,15 @@ def test_status_only_rises_and_every_accepted_notification_is_kept(
     assert store.apply_status(notify("u6", 3, "n3", bank_card_number="6222000011112222")) is ApplyOutcome.APPLIED
     assert store.apply_status(notify("u6", 1, "n1")) is ApplyOutcome.STALE
     record = store.get("u6")
-    assert record is not None and record.status == 3 and record.view().stage == "COMPLETED" and not record.unfinished
+    assert record is not None and record.status == 3 and record.view().stage == "COMPLETED"
     assert record.view().ready_for_debt_matching and record.view().bank_card_number == "****2222"
-    assert "unfinished" not in raw_item(client, tables[0], "u6")
 
     assert store.apply_status(notify("u7", 1, "m1", htouhui="10007")) is ApplyOutcome.APPLIED
     record = store.get("u7")
-    assert record is not None and record.status == 1 and record.unfinished
+    assert record is not None and record.status == 1
     assert store.apply_status(notify("u7", 3, "m3", htouhui="10007")) is ApplyOutcome.APPLIED
     record = store.get("u7")
-    assert record is not None and record.status == 3 and not record.unfinished
+    assert record is not None and record.status == 3
 
     kept = sorted(item["notify_no"]["S"] for item in history(client, tables[1]))
     assert kept == ["m1", "m3", "n1", "n3"]
@@ -237,21 +237,30 @@ def test_racing_updates_end_at_the_highest(
     for thread in threads:
         thread.join()
     record = store.get("racer")
-    assert record is not None and record.status == 3 and not record.unfinished
+    assert record is not None and record.status == 3
     assert len(outcomes) == 50 and ApplyOutcome.DUPLICATE not in outcomes
     assert 1 <= outcomes.count(ApplyOutcome.APPLIED) <= 4  # at most once per level
     assert len(history(client, tables[1])) == (50 if with_history else 0)
 
 
-# --- the unfinished index -------------------------------------------------------------------------
+# --- the reconciliation schedule ------------------------------------------------------------------
+
+EPOCH = int(NOW.timestamp())
 
 
-def test_unfinished_pages_through_the_sparse_index(store: UserStore, client: Any) -> None:
+def scheduled(store: UserStore, user: str, due: int, shard: str = "00", htouhui_user_id: str = "10001") -> None:
+    register(store, user, htouhui_user_id)
+    store.mark_open_requested(user, ID_CARD, NOW)
+    assert store.restart_schedule(user, Slot(EPOCH, 0, due), shard)
+
+
+def test_due_reads_one_shard_oldest_first_and_pages(store: UserStore, client: Any) -> None:
     for number in range(7):
-        register(store, f"p{number}", f"2000{number}")
-    store.claim_registration("p-claimed", "d", NOW)  # not registered: not in the index
-    store.apply_status(notify("p0", 3, "done0", htouhui="20000"))
-    store.apply_status(notify("p1", 2, "half1", htouhui="20001"))
+        scheduled(store, f"p{number}", EPOCH + 100 - number, htouhui_user_id=f"2000{number}")
+    scheduled(store, "elsewhere", EPOCH, shard="01")
+    scheduled(store, "later", EPOCH + 500)
+    register(store, "no-form")  # registered without a form: never scheduled
+    assert not store.restart_schedule("no-form", Slot(EPOCH, 0, EPOCH), "00")  # no id_card: nothing to ask with
     calls: list[dict[str, Any]] = []
     original = client.query
 
@@ -260,11 +269,72 @@ def test_unfinished_pages_through_the_sparse_index(store: UserStore, client: Any
         return original(**request)
 
     client.query = counting_query
-    found = [record.third_party_user_id for record in store.unfinished(page_size=2)]
-    assert sorted(found) == ["p1", "p2", "p3", "p4", "p5", "p6"]
-    assert len(calls) >= 3 and all(call["IndexName"] == "unfinished" and call["Limit"] == 2 for call in calls)
-    assert "ExclusiveStartKey" in calls[1]
-    assert not hasattr(client, "scan") or all("scan" not in str(call) for call in calls)
+    found = store.due("00", EPOCH + 100, 5)
+    assert [row.third_party_user_id for row in found] == ["p6", "p5", "p4", "p3", "p2"]
+    assert [row.due for row in found] == sorted(row.due for row in found)
+    assert all(call["IndexName"] == "due-checks" for call in calls)
+    assert [row.third_party_user_id for row in store.due("00", EPOCH + 100, 100)][-2:] == ["p1", "p0"]
+    assert [row.third_party_user_id for row in store.due("01", EPOCH + 100, 100)] == ["elsewhere"]
+
+
+def test_a_dispatch_claim_moves_the_due_time_once(store: UserStore) -> None:
+    scheduled(store, "c1", EPOCH)
+    (row,) = store.due("00", EPOCH, 10)
+    assert store.claim_dispatch(row, EPOCH + 900)
+    assert not store.claim_dispatch(row, EPOCH + 900)  # a second dispatcher that read the same row
+    assert store.due("00", EPOCH + 899, 10) == []
+    assert store.due("00", EPOCH + 900, 10)[0].due == EPOCH + 900  # a lost message: due again after the lease
+
+
+def test_a_check_lease_is_held_by_one_check_at_a_time(store: UserStore) -> None:
+    scheduled(store, "l1", EPOCH)
+    first = store.begin_check("l1", token="a", now=EPOCH, lease_until=EPOCH + 120, due=EPOCH)
+    assert first is not None and first.check_token == "a" and first.slot == Slot(EPOCH, 0, EPOCH)
+    assert store.begin_check("l1", token="b", now=EPOCH + 1, lease_until=EPOCH + 121) is None
+    assert store.begin_check("l1", token="b", now=EPOCH + 121, lease_until=EPOCH + 241, due=EPOCH + 5) is None
+    assert store.begin_check("nobody", token="b", now=EPOCH, lease_until=EPOCH + 120) is None
+    store.release_check("l1", "not-mine")  # someone else's token changes nothing
+    assert store.begin_check("l1", token="b", now=EPOCH + 1, lease_until=EPOCH + 121) is None
+    store.release_check("l1", "a")
+    assert store.begin_check("l1", token="b", now=EPOCH + 1, lease_until=EPOCH + 121) is not None
+
+
+def test_settling_moves_only_the_ladder_the_check_was_taken_on(store: UserStore) -> None:
+    scheduled(store, "s1", EPOCH)
+    record = store.begin_check("s1", token="t", now=EPOCH, lease_until=EPOCH + 120, due=EPOCH)
+    assert record is not None and record.slot is not None
+    # news restarts the ladder while the check runs: the check's result leaves the new ladder alone
+    assert store.restart_schedule("s1", Slot(EPOCH + 60, 0, EPOCH + 360), "00")
+    assert not store.settle_check(
+        "s1", token="t", taken_on=record.slot, next_slot=Slot(EPOCH, 1, EPOCH + 900), shard="00"
+    )
+    after = store.get("s1")
+    assert after is not None and after.slot == Slot(EPOCH + 60, 0, EPOCH + 360) and after.check_lease is None
+
+    again = store.begin_check("s1", token="u", now=EPOCH + 400, lease_until=EPOCH + 520, due=EPOCH + 360)
+    assert again is not None and again.slot is not None
+    assert store.settle_check(
+        "s1", token="u", taken_on=again.slot, next_slot=Slot(EPOCH + 60, 1, EPOCH + 960), shard="00", attempts=0
+    )
+    after = store.get("s1")
+    assert after is not None and after.slot == Slot(EPOCH + 60, 1, EPOCH + 960) and after.check_token is None
+    last = store.begin_check("s1", token="v", now=EPOCH + 960, lease_until=EPOCH + 1080, due=EPOCH + 960)
+    assert last is not None and last.slot is not None
+    assert store.settle_check("s1", token="v", taken_on=last.slot, next_slot=None, shard="00")
+    after = store.get("s1")
+    assert after is not None and not after.scheduled and after.check_step is None and after.check_lease is None
+
+
+def test_a_finished_user_is_never_put_back_on_the_schedule(store: UserStore, client: Any) -> None:
+    scheduled(store, "f1", EPOCH)
+    record = store.begin_check("f1", token="t", now=EPOCH, lease_until=EPOCH + 120, due=EPOCH)
+    assert record is not None and record.slot is not None
+    assert store.apply_status(notify("f1", 3, "f1-done")) is ApplyOutcome.APPLIED  # a notification meanwhile
+    assert not store.settle_check("f1", token="t", taken_on=None, next_slot=Slot(EPOCH, 1, EPOCH + 900), shard="00")
+    item = raw_item(client, store.users_table, "f1")
+    assert not {"next_check_at", "check_shard", "check_lease", "check_token", "check_step"} & set(item)
+    assert not store.restart_schedule("f1", Slot(EPOCH, 0, EPOCH + 300), "00")  # late news below 3
+    assert store.due("00", EPOCH + 10**7, 10) == []
 
 
 # --- failures -------------------------------------------------------------------------------------
@@ -276,7 +346,7 @@ def test_missing_history_table_is_store_unavailable_and_changes_nothing(store: U
     with pytest.raises(StoreUnavailable):
         store.apply_status(notify("u11", 3, "lost"))
     record = store.get("u11")
-    assert record is not None and record.status is None and record.unfinished
+    assert record is not None and record.status is None
 
 
 def test_missing_users_table_is_store_unavailable(client: Any) -> None:
@@ -286,7 +356,7 @@ def test_missing_users_table_is_store_unavailable(client: Any) -> None:
     with pytest.raises(StoreUnavailable):
         store.claim_registration("u", "d", NOW)
     with pytest.raises(StoreUnavailable):
-        list(store.unfinished())
+        store.due("00", EPOCH, 10)
 
 
 def test_throttling_and_unreachable_endpoint_are_store_unavailable(client: Any) -> None:
@@ -356,12 +426,3 @@ def test_the_stream_yields_one_event_per_status_change(store: UserStore, aws: st
         "new_status": 3,
         "ready_for_debt_matching": True,
     }
-
-
-def test_unfinished_can_stop_at_a_cut_off(store: UserStore) -> None:
-    register(store, "early")
-    register(store, "late")
-    store.apply_status(notify("late", 1, None, received_at=NOW + timedelta(seconds=5)))
-    assert [record.third_party_user_id for record in store.unfinished()] == ["early", "late"]
-    found = [record.third_party_user_id for record in store.unfinished(updated_until=NOW + timedelta(seconds=1))]
-    assert found == ["early"]

@@ -109,7 +109,11 @@ def test_every_queue_stream_and_table_is_watched(default_resources: dict[str, An
             if metric["Namespace"] == "Htouhui":
                 read.append((metric["Namespace"], metric["MetricName"], ""))
     queues = {name for name, r in default_resources.items() if r["Type"] == "AWS::SQS::Queue"}
-    assert {t for ns, m, t in read if ns == "AWS/SQS" and m == "ApproximateNumberOfMessagesVisible"} == queues
+    work_queues = {"ReconcileQueue", "CheckUserStatusQueue"}  # watched by the age of their oldest message
+    assert {t for ns, m, t in read if ns == "AWS/SQS" and m == "ApproximateNumberOfMessagesVisible"} == (
+        queues - work_queues
+    )
+    assert {t for ns, m, t in read if ns == "AWS/SQS" and m == "ApproximateAgeOfOldestMessage"} == work_queues
     tables = {name for name, r in default_resources.items() if r["Type"] == "AWS::DynamoDB::Table"}
     for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
         assert {t for ns, m, t in read if ns == "AWS/DynamoDB" and m == metric} == tables

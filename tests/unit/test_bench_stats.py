@@ -96,7 +96,15 @@ def test_results_json_is_well_formed(tmp_path: Path) -> None:
 
 def test_function_environment_follows_the_template(tmp_path: Path) -> None:
     ids = function_ids()
-    assert set(ids) == {"register", "open_account", "query_user", "notify", "reconcile", "publish_status"}
+    assert set(ids) == {
+        "register",
+        "open_account",
+        "query_user",
+        "notify",
+        "reconcile_dispatch",
+        "reconcile_worker",
+        "publish_status",
+    }
     env = function_environment("notify", keys_dir=tmp_path)
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Htouhui"
     assert env["USERS_TABLE"] == "UsersTable" and env["NOTIFICATIONS_TABLE"] == "NotificationsTable"
@@ -104,6 +112,6 @@ def test_function_environment_follows_the_template(tmp_path: Path) -> None:
     assert env["HTOUHUI_PUBLIC_KEY"] == f"file:{tmp_path / 'htouhui_public.pem'}"
     assert "HTOUHUI_PUBLIC_KEY_NEXT" not in env  # UseNextHtouhuiPublicKey defaults to "false": AWS::NoValue
     assert "HTOUHUI_BASE_URL" not in env  # empty parameter: the environment's address
-    assert env["RECONCILE_CONCURRENCY"] == "10"
+    assert env["RECONCILE_RATE_BUDGET"] == "50" and env["RECONCILE_LADDER"] == "5m,15m,1h,4h,24h,72h,7d"
     rotating = function_environment("notify", keys_dir=tmp_path, parameters={"UseNextHtouhuiPublicKey": "true"})
     assert rotating["HTOUHUI_PUBLIC_KEY_NEXT"].startswith("file:")

@@ -26,7 +26,10 @@ NOT_READ_BY_NOTIFY = {
     "PublicBaseUrl",  # notify_url and the default return_url (open_account)
     "DomainName",
     "EventBusName",  # publish_status
-    "ReconcileConcurrency",  # reconcile
+    "ReconcileLadder",  # the reconciliation functions
+    "ReconcileRateBudget",
+    "ReconcileShards",
+    "ReconcileWorkers",
     "NotifyProvisionedConcurrency",  # on the alias
 }
 

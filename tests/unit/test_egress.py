@@ -16,7 +16,7 @@ from template_tools import TEMPLATE, deployed
 from test_template import FUNCTIONS, tool
 
 # the functions whose code calls Htouhui's server-to-server interfaces (HtouhuiClient.register / .query)
-CALLERS = {"RegisterFunction", "QueryUserFunction", "ReconcileFunction"}
+CALLERS = {"RegisterFunction", "QueryUserFunction", "ReconcileWorkerFunction"}
 NETWORK_TYPES = ("AWS::EC2::",)
 
 
@@ -28,8 +28,8 @@ def test_the_callers_are_exactly_the_functions_that_use_the_htouhui_client() -> 
     calling = set()
     for logical, folder in FUNCTIONS.items():
         source = (ROOT / "functions" / folder / "app.py").read_text(encoding="utf-8")
-        # register() and refresh/check_user/reconcile_unfinished() reach HtouhuiClient; nothing else does
-        if re.search(r"\.(register|refresh|check_user|reconcile_unfinished)\(", source):
+        # register() and refresh() reach HtouhuiClient, and reconcile.work() through check_now/check_scheduled
+        if re.search(r"\.(register|refresh)\(|\bwork\(", source):
             calling.add(logical)
     assert calling == CALLERS
 

@@ -198,7 +198,7 @@ def test_the_real_template_declares_what_api_md_lists() -> None:
     }
     assert {"UsersTable", "NotificationsTable"} <= set(template.tables)
     users = aws.create_table_request(template.tables["UsersTable"])
-    assert {index["IndexName"] for index in users["GlobalSecondaryIndexes"]} == {"by-htouhui-user-id", "unfinished"}
+    assert {index["IndexName"] for index in users["GlobalSecondaryIndexes"]} == {"due-checks"}
     assert users["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
     for function in template.functions.values():
         assert (function.code_uri / "app.py").exists(), function.logical_id

@@ -34,7 +34,8 @@ FUNCTIONS = {
     "OpenAccountFunction": "open_account",
     "QueryUserFunction": "query_user",
     "NotifyFunction": "notify",
-    "ReconcileFunction": "reconcile",
+    "ReconcileDispatchFunction": "reconcile_dispatch",
+    "ReconcileWorkerFunction": "reconcile_worker",
     "PublishStatusFunction": "publish_status",
 }
 
@@ -49,10 +50,16 @@ ROUTES = {
 
 BASIC = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 STREAM = "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"
+SQS = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+MANAGED_POLICIES = {
+    "AWSLambdaBasicExecutionRole": BASIC,
+    "AWSLambdaDynamoDBExecutionRole": STREAM,
+    "AWSLambdaSQSQueueExecutionRole": SQS,
+}
 
 USERS = "UsersTable.Arn"
 NOTIFICATIONS = "NotificationsTable.Arn"
-UNFINISHED_INDEX_ARN = "${UsersTable.Arn}/index/unfinished"
+DUE_INDEX_ARN = "${UsersTable.Arn}/index/due-checks"
 HTOUHUI_SECRETS = ("HtouhuiPublicKeySecret", "HtouhuiPublicKeyNextSecret")
 SECRETS = ("MerchantPrivateKeySecret", *HTOUHUI_SECRETS)
 BUS = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
@@ -82,26 +89,35 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         {USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem"), NOTIFICATIONS: ("dynamodb:PutItem",)},
         keys=HTOUHUI_SECRETS,
     ),
-    # unfinished(): Query on the sparse index only (never Scan); check_user: GetItem; apply_status: UpdateItem
-    "ReconcileFunction": _grants(
-        {USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem"), UNFINISHED_INDEX_ARN: ("dynamodb:Query",)},
+    # due(): Query on the due-time index only (never Scan); claim_dispatch: UpdateItem; the queue: send and depth
+    "ReconcileDispatchFunction": _grants(
+        {
+            USERS: ("dynamodb:UpdateItem",),
+            DUE_INDEX_ARN: ("dynamodb:Query",),
+            "ReconcileQueue.Arn": ("sqs:SendMessage", "sqs:GetQueueAttributes"),
+        },
+        keys=(),
     ),
+    # begin_check/settle_check/release_check: UpdateItem; get and the monotonic store: GetItem, UpdateItem;
+    # the queues are read through the event source mappings (SAM's AWSLambdaSQSQueueExecutionRole)
+    "ReconcileWorkerFunction": _grants({USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem")}),
     # the stream is read through the event source mapping (SAM's AWSLambdaDynamoDBExecutionRole)
     "PublishStatusFunction": {("events:PutEvents", BUS)},
 }
 # policies SAM adds for the failure destinations
 EXPECTED_DESTINATION_GRANTS = {
-    "ReconcileFunction": {("sqs:SendMessage", "AsyncFailureQueue.Arn")},
+    "ReconcileDispatchFunction": {("sqs:SendMessage", "AsyncFailureQueue.Arn")},
     "PublishStatusFunction": {("sqs:SendMessage", "StreamFailureQueue.Arn")},
 }
 VPC_ACCESS = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 # The functions that call Htouhui may run in the VPC (EgressMode=nat): SAM attaches the ENI policy whenever
 # VpcConfig is present, also when its Fn::If gives NoValue (test_egress.py).
-EGRESS_FUNCTIONS = ("RegisterFunction", "QueryUserFunction", "ReconcileFunction")
+EGRESS_FUNCTIONS = ("RegisterFunction", "QueryUserFunction", "ReconcileWorkerFunction")
 EXPECTED_MANAGED = (
     {name: {BASIC} for name in FUNCTIONS}
     | {"PublishStatusFunction": {BASIC, STREAM}}
     | {name: {BASIC, VPC_ACCESS} for name in EGRESS_FUNCTIONS}
+    | {"ReconcileWorkerFunction": {BASIC, SQS, VPC_ACCESS}}
 )
 
 
@@ -195,7 +211,8 @@ def test_sam_validate_lint_passes() -> None:
     [
         {"Environment": "prod", "HtouhuiBaseUrl": "https://www.htouhui.com"},
         {"DeletionProtection": "false", "UseNextHtouhuiPublicKey": "true"},
-        {"AlarmTopicArn": "arn:aws:sns:ap-east-1:123456789012:ops", "ReconcileRate": "rate(1 minute)"},
+        {"AlarmTopicArn": "arn:aws:sns:ap-east-1:123456789012:ops", "ReconcileRateBudget": "20"},
+        {"ReconcileLadder": "1m,10m,1d", "ReconcileShards": "4", "ReconcileWorkers": "4"},
     ],
 )
 def test_translates_with_other_parameter_values(parameters: dict[str, str]) -> None:
@@ -205,7 +222,7 @@ def test_translates_with_other_parameter_values(parameters: dict[str, str]) -> N
 # ------------------------------------------------------------------------------------------------ functions
 
 
-def test_exactly_the_six_functions_with_the_shared_layer(template: dict[str, Any]) -> None:
+def test_exactly_the_seven_functions_with_the_shared_layer(template: dict[str, Any]) -> None:
     functions = {
         name: resource["Properties"]
         for name, resource in template["Resources"].items()
@@ -238,7 +255,12 @@ def test_globals_runtime_and_environment(template: dict[str, Any]) -> None:
         "ALLOWED_RETURN_HOSTS",
         "FRONTEND_RETURN_URL",
         "EVENT_BUS_NAME",
-        "RECONCILE_CONCURRENCY",
+        "RECONCILE_LADDER",
+        "RECONCILE_SHARDS",
+        "RECONCILE_RATE_BUDGET",
+        "RECONCILE_WORKERS",
+        "RECONCILE_PRIORITY_WORKERS",
+        "RECONCILE_QUEUE_URL",
         "MERCHANT_PRIVATE_KEY",
         "HTOUHUI_PUBLIC_KEY",
         "HTOUHUI_PUBLIC_KEY_NEXT",
@@ -248,6 +270,18 @@ def test_globals_runtime_and_environment(template: dict[str, Any]) -> None:
     assert env["USERS_TABLE"] == {"Ref": "UsersTable"}
     assert env["NOTIFICATIONS_TABLE"] == {"Ref": "NotificationsTable"}
     assert env["HTOUHUI_PARTNER_ID"] == {"Ref": "PartnerId"}
+    assert env["RECONCILE_QUEUE_URL"] == {"Ref": "ReconcileQueue"}
+    # the settings' defaults are the template's: one ladder, one budget, whichever way a function is started
+    from htouhui.config import Settings
+    from htouhui.schedule import parse_ladder
+
+    parameters = template["Parameters"]
+    defaults = Settings.__dataclass_fields__
+    assert parse_ladder(parameters["ReconcileLadder"]["Default"]) == defaults["reconcile_ladder"].default
+    assert parameters["ReconcileShards"]["Default"] == defaults["reconcile_shards"].default
+    assert parameters["ReconcileRateBudget"]["Default"] == defaults["reconcile_rate_budget"].default
+    assert parameters["ReconcileWorkers"]["Default"] == defaults["reconcile_workers"].default
+    assert int(env["RECONCILE_PRIORITY_WORKERS"]) == defaults["reconcile_priority_workers"].default
     # keys: a secretsmanager: source naming a secret this template creates, never key material
     assert env["MERCHANT_PRIVATE_KEY"] == {"Fn::Sub": "secretsmanager:${MerchantPrivateKeySecret}"}
     assert env["HTOUHUI_PUBLIC_KEY"] == {"Fn::Sub": "secretsmanager:${HtouhuiPublicKeySecret}"}
@@ -395,17 +429,15 @@ def test_tables_match_the_store(template: dict[str, Any]) -> None:
 
     users = template["Resources"]["UsersTable"]["Properties"]
     assert users["KeySchema"] == [{"AttributeName": store.USERS_KEY, "KeyType": "HASH"}]
-    indexes = {index["IndexName"]: index for index in users["GlobalSecondaryIndexes"]}
-    assert set(indexes) == {store.UNFINISHED_INDEX, store.HTOUHUI_USER_ID_INDEX}
-    assert indexes[store.HTOUHUI_USER_ID_INDEX]["KeySchema"] == [
-        {"AttributeName": "htouhui_user_id", "KeyType": "HASH"}
+    (index,) = users["GlobalSecondaryIndexes"]  # the due-time index only (no by-htouhui-user-id: nothing read it)
+    assert index["IndexName"] == store.DUE_INDEX
+    assert index["KeySchema"] == [
+        {"AttributeName": store.SHARD_ATTRIBUTE, "KeyType": "HASH"},
+        {"AttributeName": store.DUE_ATTRIBUTE, "KeyType": "RANGE"},
     ]
-    assert indexes[store.HTOUHUI_USER_ID_INDEX]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
-    assert indexes[store.UNFINISHED_INDEX]["KeySchema"] == [
-        {"AttributeName": "unfinished", "KeyType": "HASH"},
-        {"AttributeName": "updated_at", "KeyType": "RANGE"},
-    ]
-    assert indexes[store.UNFINISHED_INDEX]["Projection"] == {"ProjectionType": "ALL"}
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    types = {item["AttributeName"]: item["AttributeType"] for item in users["AttributeDefinitions"]}
+    assert types == {store.USERS_KEY: "S", store.SHARD_ATTRIBUTE: "S", store.DUE_ATTRIBUTE: "N"}
     assert users["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
 
     notifications = template["Resources"]["NotificationsTable"]["Properties"]
@@ -485,29 +517,30 @@ def template_tables(template: dict[str, Any], monkeypatch: Any) -> Iterator[Any]
 
 
 def test_store_works_on_the_tables_the_template_declares(template_tables: Any) -> None:
-    from htouhui.store import ApplyOutcome, ClaimOutcome, StatusUpdate, UserStore
+    from htouhui.schedule import Slot
+    from htouhui.store import ApplyOutcome, ClaimOutcome, DueUser, StatusUpdate, UserStore
 
     store = UserStore("UsersTable", "NotificationsTable", dynamodb=template_tables)
     now = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+    epoch = int(now.timestamp())
     claim = store.claim_registration("u-1", "d" * 64, now)
     assert claim.outcome is ClaimOutcome.CLAIMED
     store.complete_registration("u-1", "H100", now)
-    assert [record.third_party_user_id for record in store.unfinished(page_size=1)] == ["u-1"]
+    assert store.due("03", epoch + 10_000, 10) == []  # registered, no form: not scheduled
+    store.mark_open_requested("u-1", "110105199003071234", now)
+    assert store.restart_schedule("u-1", Slot(epoch, 0, epoch + 300), "03")
+    assert store.due("03", epoch + 299, 10) == []
+    assert store.due("03", epoch + 300, 10) == [DueUser("u-1", epoch + 300, "03")]
+    assert store.claim_dispatch(DueUser("u-1", epoch + 300, "03"), epoch + 1200)
 
     def update(status: int, notify_no: str | None) -> StatusUpdate:
         return StatusUpdate("u-1", "H100", status, "notify" if notify_no else "query", now, notify_no=notify_no)
 
     assert store.apply_status(update(1, "N1")) is ApplyOutcome.APPLIED
     assert store.apply_status(update(1, "N1")) is ApplyOutcome.DUPLICATE
+    assert store.due("03", epoch + 1200, 10) == [DueUser("u-1", epoch + 1200, "03")]
     assert store.apply_status(update(3, None)) is ApplyOutcome.APPLIED
-    assert list(store.unfinished()) == []  # status 3 left the sparse index
-    found = template_tables.query(
-        TableName="UsersTable",
-        IndexName="by-htouhui-user-id",
-        KeyConditionExpression="htouhui_user_id = :h",
-        ExpressionAttributeValues={":h": {"S": "H100"}},
-    )["Items"]
-    assert found == [{"third_party_user_id": {"S": "u-1"}, "htouhui_user_id": {"S": "H100"}}]
+    assert store.due("03", epoch + 10**7, 10) == []  # status 3 left the sparse index
 
 
 # ------------------------------------------------------------------------------------------------ permissions
@@ -539,40 +572,71 @@ def test_nothing_may_scan(resources: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------ events
 
 
-def test_schedule_reconciles_with_retries_and_a_dead_letter_queue(resources: dict[str, Any]) -> None:
+def test_dispatcher_runs_every_minute_with_a_dead_letter_queue(resources: dict[str, Any]) -> None:
     (schedule,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"]
-    assert schedule["ScheduleExpression"] == {"Ref": "ReconcileRate"}
+    assert schedule["ScheduleExpression"] == "rate(1 minute)"
     assert "Name" not in schedule  # generated: two stacks in one account do not collide
     target = schedule["Target"]
-    assert target["Arn"] == {"Fn::GetAtt": ["ReconcileFunction", "Arn"]}
+    assert target["Arn"] == {"Fn::GetAtt": ["ReconcileDispatchFunction", "Arn"]}
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ReconcileDeadLetterQueue", "Arn"]}}
-    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 0  # the next minute is the retry
 
 
-def test_check_user_status_rule_on_the_bus(resources: dict[str, Any]) -> None:
+def test_check_user_status_rule_sends_to_its_own_queue(resources: dict[str, Any]) -> None:
     (rule,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
     assert rule["EventBusName"] == {"Ref": "EventBusName"}
     # any source unless CheckUserStatusSources names some (test_data_lifecycle.py)
     assert rule["EventPattern"]["Fn::If"][0] == "HasCheckSources"
     assert rule["EventPattern"]["Fn::If"][2] == {"detail-type": ["CheckUserStatus"]}
     (target,) = rule["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": ["ReconcileFunction", "Arn"]}
+    assert target["Arn"] == {"Fn::GetAtt": ["CheckUserStatusQueue", "Arn"]}
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ReconcileDeadLetterQueue", "Arn"]}}
-    queue_policy = resources["ReconcileDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
-    assert queue_policy["Condition"]["ArnEquals"]["aws:SourceArn"] == {
-        "Fn::GetAtt": ["ReconcileFunctionCheckUserStatus", "Arn"]
+    for policy in ("CheckUserStatusQueuePolicy", "ReconcileDeadLetterQueuePolicy"):
+        statement = resources[policy]["Properties"]["PolicyDocument"]["Statement"][0]
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+        assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["CheckUserStatusRule", "Arn"]}
+
+
+def test_worker_consumes_both_queues_within_the_budget(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    mappings = {
+        name_of(r["Properties"]["EventSourceArn"]): r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"]["FunctionName"] == {"Ref": "ReconcileWorkerFunction"}
     }
+    assert set(mappings) == {"ReconcileQueue.Arn", "CheckUserStatusQueue.Arn"}
+    scheduled, priority = mappings["ReconcileQueue.Arn"], mappings["CheckUserStatusQueue.Arn"]
+    assert scheduled["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "ReconcileWorkers"}}
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["RECONCILE_WORKERS"] == {"Ref": "ReconcileWorkers"}  # the pacing counts the same slots
+    assert priority["ScalingConfig"] == {"MaximumConcurrency": int(env["RECONCILE_PRIORITY_WORKERS"])}
+    for mapping in (scheduled, priority):
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert mapping["BatchSize"] <= 10
+    worker_timeout = template["Resources"]["ReconcileWorkerFunction"]["Properties"]["Timeout"]
+    for queue in ("ReconcileQueue", "CheckUserStatusQueue"):
+        properties = template["Resources"][queue]["Properties"]
+        assert properties["VisibilityTimeout"] > worker_timeout
+        assert properties["RedrivePolicy"]["deadLetterTargetArn"] == {
+            "Fn::GetAtt": ["ReconcileWorkDeadLetterQueue", "Arn"]
+        }
+        # a message is retried more than once before it is dead-lettered
+        assert properties["RedrivePolicy"]["maxReceiveCount"] >= 3
 
 
 def test_asynchronous_invocations_have_an_on_failure_destination(resources: dict[str, Any]) -> None:
     (config,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventInvokeConfig"]
-    assert config["FunctionName"] == {"Ref": "ReconcileFunction"}
+    assert config["FunctionName"] == {"Ref": "ReconcileDispatchFunction"}
     assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["AsyncFailureQueue", "Arn"]}
 
 
 def test_stream_publishes_status_changes(resources: dict[str, Any]) -> None:
-    (mapping,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
-    assert mapping["FunctionName"] == {"Ref": "PublishStatusFunction"}
+    (mapping,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"]["FunctionName"] == {"Ref": "PublishStatusFunction"}
+    ]
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["UsersTable", "StreamArn"]}
     assert mapping["BisectBatchOnFunctionError"] is True
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]  # publish_status reports the first failure
@@ -586,17 +650,24 @@ def test_alarms_on_errors_throttles_and_dead_letters(resources: dict[str, Any]) 
     lambda_alarms = {
         (a["MetricName"], a["Dimensions"][0]["Value"]["Ref"])
         for a in alarms
-        if a.get("Namespace") == "AWS/Lambda" and a["MetricName"] in ("Errors", "Throttles")
+        if a.get("Namespace") == "AWS/Lambda" and a.get("MetricName") in ("Errors", "Throttles")
     }
     assert lambda_alarms == {(metric, f) for metric in ("Errors", "Throttles") for f in FUNCTIONS}
-    queues = {
-        a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
-        for a in alarms
-        if a.get("Namespace") == "AWS/SQS" and a["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    }
-    assert queues == {name for name, r in resources.items() if r["Type"] == "AWS::SQS::Queue"}
+
+    def alarmed(metric: str) -> set[str]:
+        return {
+            a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+            for a in alarms
+            if a.get("Namespace") == "AWS/SQS" and a.get("MetricName") == metric
+        }
+
+    work_queues = {"ReconcileQueue", "CheckUserStatusQueue"}
+    queues = {name for name, r in resources.items() if r["Type"] == "AWS::SQS::Queue"}
+    assert alarmed("ApproximateNumberOfMessagesVisible") == queues - work_queues  # any dead letter alarms
+    assert alarmed("ApproximateAgeOfOldestMessage") == work_queues  # work waiting too long alarms
     for alarm in alarms:  # every alarm reaches the given topic or the stack's own (test_alarms.py)
         assert alarm["AlarmActions"] == [{"Fn::If": ["HasAlarmTopic", {"Ref": "AlarmTopicArn"}, {"Ref": "AlarmTopic"}]}]
+    assert "ReconcileFailures" in {a.get("MetricName") for a in alarms if a.get("Namespace") == "Htouhui"}
 
 
 # ------------------------------------------------------------------------------------------------ samconfig

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from htouhui import protocol
 from htouhui.client import DEFAULT_QUERY_PATH, ENVIRONMENTS, ClientOptions, RetryPolicy, Timeouts
 from htouhui.models import is_loopback_host
+from htouhui.schedule import DEFAULT_LADDER, DEFAULT_SHARDS, parse_ladder
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,13 @@ def _hosts(value: str) -> frozenset[str]:
     return frozenset(host.strip().lower() for host in value.split(",") if host.strip())
 
 
+def _ladder(text: str) -> tuple[int, ...]:
+    try:
+        return parse_ladder(text)
+    except ValueError as exc:
+        raise ValueError(f"must be comma-separated offsets like {DEFAULT_LADDER!r}: {exc}") from None
+
+
 def _profile(reference: str) -> protocol.Profile:
     try:
         return load_profile_setting(reference)
@@ -123,7 +131,12 @@ SETTINGS: Final[dict[str, Setting]] = {
     "max_attempts": Setting("HTOUHUI_MAX_ATTEMPTS", _number(1, 10, whole=True), 3),
     "retry_seconds": Setting("HTOUHUI_RETRY_SECONDS", _number(0.1, 300), 12.0),
     "key_cache_seconds": Setting("KEY_CACHE_SECONDS", _number(0, 86400, whole=True), 300),
-    "reconcile_concurrency": Setting("RECONCILE_CONCURRENCY", _number(1, 100, whole=True), 10),
+    "reconcile_ladder": Setting("RECONCILE_LADDER", _ladder, parse_ladder(DEFAULT_LADDER)),
+    "reconcile_shards": Setting("RECONCILE_SHARDS", _number(1, 100, whole=True), DEFAULT_SHARDS),
+    "reconcile_rate_budget": Setting("RECONCILE_RATE_BUDGET", _number(0.01, 10000), 50.0),
+    "reconcile_workers": Setting("RECONCILE_WORKERS", _number(1, 1000, whole=True), 23),
+    "reconcile_priority_workers": Setting("RECONCILE_PRIORITY_WORKERS", _number(1, 1000, whole=True), 2),
+    "reconcile_queue_url": Setting("RECONCILE_QUEUE_URL"),
     "users_table": Setting("USERS_TABLE"),
     "notifications_table": Setting("NOTIFICATIONS_TABLE"),
 }
@@ -169,7 +182,15 @@ class Settings:
     users_table: str | None
     key_cache_seconds: int
     notifications_table: str | None = None
-    reconcile_concurrency: int = 10
+    # reconciliation (htouhui.schedule, docs/state-and-rules.md): the ladder in seconds from the anchor, the
+    # due-time index's shards, the query budget over all workers, and the worker slots that share it (the
+    # MaximumConcurrency of the scheduled and of the CheckUserStatus queue's event source mappings).
+    reconcile_ladder: tuple[int, ...] = parse_ladder(DEFAULT_LADDER)
+    reconcile_shards: int = DEFAULT_SHARDS
+    reconcile_rate_budget: float = 50.0
+    reconcile_workers: int = 23
+    reconcile_priority_workers: int = 2
+    reconcile_queue_url: str | None = None
     # what was loaded, by kind ("keys", "htouhui"): (monotonic time of the load, value)
     _loaded: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -193,7 +214,12 @@ class Settings:
             users_table=value["users_table"],
             key_cache_seconds=value["key_cache_seconds"],
             notifications_table=value["notifications_table"],
-            reconcile_concurrency=value["reconcile_concurrency"],
+            reconcile_ladder=value["reconcile_ladder"],
+            reconcile_shards=value["reconcile_shards"],
+            reconcile_rate_budget=value["reconcile_rate_budget"],
+            reconcile_workers=value["reconcile_workers"],
+            reconcile_priority_workers=value["reconcile_priority_workers"],
+            reconcile_queue_url=value["reconcile_queue_url"],
         )
 
     @property

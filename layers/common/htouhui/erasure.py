@@ -1,7 +1,7 @@
 """Erasing a user's personal information (PIPL art. 47), keeping a tombstone.
 
 What goes: from the user item, every personal value this project stores (`PERSONAL_USER_ATTRIBUTES`: the
-resident identity number, the bank card number, the digest of the mobile number) and the `unfinished` marker
+resident identity number, the bank card number, the digest of the mobile number) and the reconciliation schedule
 (an erased user is no longer reconciled: without its identity number Htouhui cannot be asked about it); from
 each of its history records (found by Query on the notifications table's `by-user` index, never a Scan), the
 notification as received (`raw`: it holds the bank card number).
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from htouhui.store import iso_utc
+from htouhui.store import SCHEDULE_ATTRIBUTES, iso_utc
 
 PERSONAL_USER_ATTRIBUTES: Final = ("id_card", "bank_card_number", "mobile_digest")
 PERSONAL_HISTORY_ATTRIBUTES: Final = ("raw", "bank_card_number")
@@ -60,7 +60,7 @@ def erase_user(
         dynamodb.update_item(
             TableName=users_table,
             Key={"third_party_user_id": {"S": third_party_user_id}},
-            UpdateExpression=f"SET erased_at = :now REMOVE {', '.join(names)}, unfinished",
+            UpdateExpression=f"SET erased_at = :now REMOVE {', '.join([*names, *SCHEDULE_ATTRIBUTES])}",
             ConditionExpression="attribute_exists(third_party_user_id)",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=stamp,

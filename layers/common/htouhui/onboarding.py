@@ -11,7 +11,9 @@ Final signatures (the handlers call exactly these):
     .check_user(third_party_user_id) -> UserView                     # CheckUserStatus: same as refresh
     .accept_notification(fields: Mapping[str, str]) -> ApplyOutcome  # APPLIED / STALE / DUPLICATE / UNHANDLED
     .accept_return(fields: Mapping[str, str]) -> ReturnOutcome       # whose, the stored level, Htouhui's code
-    .reconcile_unfinished(concurrency: int, *, page_size=100, should_stop=None) -> ReconcileReport
+    .dispatch_due(queue: WorkQueue, *, limit: int, should_stop=None) -> DispatchReport   # the dispatcher
+    .check_scheduled(third_party_user_id, due: int, *, pace=None) -> CheckOutcome  # a worker: a due user
+    .check_now(third_party_user_id, *, pace=None) -> CheckOutcome                  # a worker: CheckUserStatus
 
 Errors (htouhui.errors): UserNotFound (404); Conflict and its subclasses RegistrationRequired,
 RegistrationInProgress, MobileMismatch, IdCardMismatch, HtouhuiUserIdMismatch (409); InvalidInput
@@ -28,29 +30,34 @@ Decisions worth knowing:
 - A query answering status 0 is not stored: for the query interface 0 means "not opened (yet)",
   which cannot tell a user still on Htouhui's pages from a failed opening. Only a notification or a
   browser return records the failure (status 0, stage OPEN_FAILED).
+- Reconciliation is a per-user schedule (htouhui.schedule): a fresh form and any news below status 3
+  (notification, browser return, refresh, CheckUserStatus) restart the ladder from that moment.
 - The client is built by `client_factory` on first use and reused (it is thread-safe), and built again
   when the settings reload the keys, so a key rotated in Secrets Manager reaches warm containers.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import logging
+import math
+import secrets
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from htouhui import protocol
+from htouhui import protocol, schedule
 from htouhui.client import HtouhuiClient
 from htouhui.config import Keys, Settings
 from htouhui.errors import (
     HtouhuiProtocolError,
+    HtouhuiRejected,
     HtouhuiUserIdMismatch,
     InvalidInput,
     MobileMismatch,
@@ -62,6 +69,7 @@ from htouhui.errors import (
     UserNotFound,
 )
 from htouhui.models import (
+    COMPLETED_STATUS,
     BrowserReturn,
     Notification,
     OpenAccountBody,
@@ -85,12 +93,28 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class CheckOutcome(enum.StrEnum):
+    CHECKED = "CHECKED"  # Htouhui answered; the answer is stored and the ladder moved to its next step
+    REJECTED = "REJECTED"  # Htouhui answered an error code: a completed check (the ladder moves), a failure counted
+    FAILED = "FAILED"  # no usable answer (9999, time-out, 5xx, unreachable, storage): tried again after a backoff
+    GAVE_UP = "GAVE_UP"  # the step's last allowed attempt failed: the step is skipped, a failure counted
+    SKIPPED = "SKIPPED"  # nothing asked: checked by someone else right now, no longer due, or nothing to ask with
+    NOT_FOUND = "NOT_FOUND"  # no such user (CheckUserStatus)
+
+
 @dataclass(frozen=True)
-class ReconcileReport:
-    checked: int = 0  # users asked about (answered or failed)
-    changed: int = 0  # users whose status rose
-    failed: int = 0  # users whose check failed (Htouhui or storage); the next run tries again
-    skipped: int = 0  # users that cannot be queried yet (no id_card: open-account never requested)
+class DispatchReport:
+    found: int = 0  # due users read from the index (at most the run's limit)
+    dispatched: int = 0  # claimed and sent to the queue
+    taken: int = 0  # moved by someone else between the read and the claim: left alone
+
+
+class WorkQueue(Protocol):
+    """Where the dispatcher sends due users (SQS in the cloud, a list in the simulation)."""
+
+    def send(self, messages: list[dict[str, Any]]) -> None: ...
+
+    def depth(self) -> int: ...
 
 
 class Onboarding:
@@ -196,6 +220,7 @@ class Onboarding:
         merchant_key = self.settings.keys().merchant_private  # a configuration problem fails before any write
         # Kept before the page is handed out: the reconciler needs the id_card to query Htouhui.
         self.store.mark_open_requested(third_party_user_id, form.id_card, self._clock())
+        self.restart_ladder(third_party_user_id)  # a fresh form: checks from now on (a failure fails the request)
         return build_open_account_page(
             form,
             partner_id=self.settings.partner_id,
@@ -215,10 +240,10 @@ class Onboarding:
         if not record.id_card:
             return record.view()  # the query interface needs the id_card: nothing to ask before open-account
         self._check(record)
-        return self.view(third_party_user_id)
-
-    def check_user(self, third_party_user_id: str) -> UserView:
-        return self.refresh(third_party_user_id)
+        view = self.view(third_party_user_id)
+        if view.status is None or view.status < COMPLETED_STATUS:
+            self._restart_quietly(third_party_user_id)  # news: the merchant asked
+        return view
 
     def _check(self, record: UserRecord) -> ApplyOutcome | None:
         assert record.id_card is not None and record.htouhui_user_id is not None
@@ -259,7 +284,12 @@ class Onboarding:
                 notification.notify_no, fields, self._clock(), notify_type=notification.notify_type
             )
         opened = _read(OpenAccountNotification, message)
-        return self._apply(self._notified(opened, notify_no=opened.notify_no, raw=dict(fields)))
+        outcome = self._apply(self._notified(opened, notify_no=opened.notify_no, raw=dict(fields)))
+        if int(opened.status) < COMPLETED_STATUS:
+            # News below 3 restarts the ladder. A failure here answers 500: Htouhui delivers again, the
+            # redelivery is a DUPLICATE and restarts the ladder again.
+            self.restart_ladder(opened.third_party_user_id)
+        return outcome
 
     def reapply_notification(self, fields: Mapping[str, str]) -> ApplyOutcome:
         """A notification kept in the history (its fields as received) verified again and its level applied
@@ -305,6 +335,8 @@ class Onboarding:
         except StoreUnavailable:
             logger.warning("browser return not recorded: storage unavailable", exc_info=True)
             return ReturnOutcome(user, int(answer.status), answer.code)
+        if int(answer.status) < COMPLETED_STATUS:
+            self._restart_quietly(user)
         stored = self._stored_level(user)
         return ReturnOutcome(user, int(answer.status) if stored is None else stored, answer.code)
 
@@ -343,68 +375,177 @@ class Onboarding:
 
     # --- reconciliation -----------------------------------------------------------------------------
 
-    def reconcile_unfinished(
-        self,
-        concurrency: int,
-        *,
-        page_size: int = 100,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> ReconcileReport:
-        """Ask Htouhui about every unfinished user (through the sparse index), `concurrency` at a time.
+    def _ladder(self) -> schedule.Ladder:
+        return schedule.Ladder(self.settings.reconcile_ladder)
 
-        At most 2 x `concurrency` checks are queued at once, so a large index is never turned into
-        thousands of pending futures. One user's failure is counted and the run goes on. Users updated
-        after the run started (a notification arrived meanwhile) are left to the next run.
-        `should_stop` (e.g. "less than 10 s of Lambda time left") ends the run early and cleanly.
+    def _now(self) -> int:
+        return math.floor(self._clock().timestamp())
+
+    def restart_ladder(self, third_party_user_id: str) -> bool:
+        """News below status 3 (or a fresh form): the ladder starts again at its first step, from now.
+
+        False when the user may not be scheduled (no id_card yet, or status 3).
         """
-        workers = max(1, concurrency)
-        counts = {"checked": 0, "changed": 0, "failed": 0, "skipped": 0}
-        running: set[Future[bool]] = set()
+        slot = schedule.start(self._ladder(), third_party_user_id, self._now())
+        shard = schedule.shard_of(third_party_user_id, self.settings.reconcile_shards)
+        return self.store.restart_schedule(third_party_user_id, slot, shard)
 
-        def collect(done: Iterable[Future[bool]]) -> None:
-            for future in done:
-                counts["checked"] += 1
-                try:
-                    counts["changed"] += future.result()
-                except Exception:
-                    counts["failed"] += 1
-
-        seen: set[str] = set()  # a user updated during the run moves to the end of the index: check it once
-        started = self._clock()
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
-            try:
-                for record in self.store.unfinished(page_size, updated_until=started):
-                    if should_stop is not None and should_stop():
-                        break
-                    if record.third_party_user_id in seen:
-                        continue
-                    seen.add(record.third_party_user_id)
-                    if not record.id_card or not record.htouhui_user_id:
-                        counts["skipped"] += 1
-                        continue
-                    if len(running) >= 2 * workers:
-                        done, running = wait(running, return_when=FIRST_COMPLETED)
-                        collect(done)
-                    running.add(pool.submit(self._reconcile_one, record))
-            finally:
-                done, running = wait(running)
-                collect(done)
-        return ReconcileReport(**counts)
-
-    def _reconcile_one(self, record: UserRecord) -> bool:
+    def _restart_quietly(self, third_party_user_id: str) -> None:
         try:
-            return self._check(record) is ApplyOutcome.APPLIED
+            self.restart_ladder(third_party_user_id)
+        except StoreUnavailable:  # the answer is stored; the old ladder (if any) goes on
+            logger.warning("ladder not restarted: storage unavailable")
+
+    def dispatch_due(
+        self, queue: WorkQueue, *, limit: int, should_stop: Callable[[], bool] | None = None
+    ) -> DispatchReport:
+        """Send up to `limit` due users to the queue, oldest due first over all shards (the dispatcher).
+
+        Each shard gives its oldest due users (a fair share and a half, the shards being alike by hash);
+        the oldest `limit` of them are claimed (their due time moves a dispatch lease ahead, so the next run
+        does not send them again while their message waits) and sent, ten to a message batch.
+        """
+        if limit <= 0:
+            return DispatchReport()
+        now = self._now()
+        shards = [f"{shard:02d}" for shard in range(self.settings.reconcile_shards)]
+        asked = dict.fromkeys(shards, min(limit, math.ceil(limit * 1.5 / len(shards)) + 1))
+        found = {shard: self.store.due(shard, now, asked[shard]) for shard in shards}
+        while True:  # exact oldest-first: ask again a shard whose every row made the cut (it may hold more)
+            rows = sorted(
+                (row for shard_rows in found.values() for row in shard_rows),
+                key=lambda row: (row.due, row.shard, row.third_party_user_id),
+            )[:limit]
+            cutoff = rows[-1].due if len(rows) == limit else None
+            more = [
+                shard
+                for shard in shards
+                if len(found[shard]) == asked[shard] < limit and (cutoff is None or found[shard][-1].due <= cutoff)
+            ]
+            if not more:
+                break
+            for shard in more:
+                asked[shard] = min(limit, asked[shard] * 2)
+                found[shard] = self.store.due(shard, now, asked[shard])
+        until = now + schedule.DISPATCH_LEASE_SECONDS
+        dispatched = taken = 0
+        batch: list[dict[str, Any]] = []
+        for row in rows:
+            if should_stop is not None and should_stop():
+                break
+            if not self.store.claim_dispatch(row, until):
+                taken += 1
+                continue
+            batch.append({"third_party_user_id": row.third_party_user_id, "due": until})
+            if len(batch) == 10:
+                queue.send(batch)
+                dispatched += len(batch)
+                batch = []
+        if batch:
+            queue.send(batch)
+            dispatched += len(batch)
+        return DispatchReport(found=len(rows), dispatched=dispatched, taken=taken)
+
+    def check_scheduled(
+        self, third_party_user_id: str, due: int, *, pace: Callable[[], None] | None = None
+    ) -> CheckOutcome:
+        """One dispatched user: ask Htouhui, store the answer, move the ladder (a worker, one message).
+
+        Skipped without a query when another check holds the user or its due time is no longer the
+        dispatched one (news restarted the ladder, or the message is an old duplicate).
+        """
+        token = secrets.token_hex(8)
+        now = self._now()
+        record = self.store.begin_check(
+            third_party_user_id, token=token, now=now, lease_until=now + schedule.CHECK_LEASE_SECONDS, due=due
+        )
+        if record is None:
+            return CheckOutcome.SKIPPED
+        slot = record.slot
+        if slot is None or not record.id_card or not record.htouhui_user_id:
+            self.store.release_check(third_party_user_id, token)
+            return CheckOutcome.SKIPPED
+        ladder = self._ladder()
+        shard = record.check_shard or schedule.shard_of(third_party_user_id, self.settings.reconcile_shards)
+        if pace is not None:
+            pace()  # the rate budget: only a check that will ask Htouhui waits for its turn
+        outcome = self._ask(record)
+        if outcome is CheckOutcome.FAILED:
+            attempts = record.check_attempts + 1
+            if attempts < schedule.MAX_ATTEMPTS:
+                retry = schedule.Slot(slot.anchor, slot.step, self._now() + schedule.retry_delay(attempts))
+                self.store.settle_check(
+                    third_party_user_id, token=token, taken_on=slot, next_slot=retry, shard=shard, attempts=attempts
+                )
+                return CheckOutcome.FAILED
+            outcome = CheckOutcome.GAVE_UP
+        self.store.settle_check(
+            third_party_user_id,
+            token=token,
+            taken_on=slot,
+            next_slot=schedule.advance(ladder, third_party_user_id, slot),
+            shard=shard,
+        )
+        return outcome
+
+    def check_now(self, third_party_user_id: str, *, pace: Callable[[], None] | None = None) -> CheckOutcome:
+        """CheckUserStatus: ask Htouhui now and put the user back on the ladder from now (unless at status 3).
+
+        FAILED means "try again" (the worker reports the message as failed, SQS delivers it again).
+        """
+        token = secrets.token_hex(8)
+        now = self._now()
+        record = self.store.begin_check(
+            third_party_user_id, token=token, now=now, lease_until=now + schedule.CHECK_LEASE_SECONDS
+        )
+        if record is None:
+            if self.store.get(third_party_user_id) is None:
+                return CheckOutcome.NOT_FOUND
+            return CheckOutcome.FAILED  # another check holds the user: this one waits for its turn
+        if not record.registered or not record.id_card:
+            self.store.release_check(third_party_user_id, token)
+            return CheckOutcome.SKIPPED  # nothing to ask with before the form
+        if pace is not None:
+            pace()
+        outcome = self._ask(record)
+        if outcome is CheckOutcome.FAILED:
+            self.store.release_check(third_party_user_id, token)
+            return outcome
+        ladder = self._ladder()
+        self.store.settle_check(
+            third_party_user_id,
+            token=token,
+            taken_on=None,
+            next_slot=schedule.start(ladder, third_party_user_id, self._now()),
+            shard=schedule.shard_of(third_party_user_id, self.settings.reconcile_shards),
+        )
+        return outcome
+
+    def _ask(self, record: UserRecord) -> CheckOutcome:
+        """The query and the monotonic store (`_check`), its failure classified: a rejection is an answer."""
+        try:
+            self._check(record)
+        except HtouhuiRejected as exc:
+            self._log_failure(record, exc)
+            return CheckOutcome.REJECTED
         except Exception as exc:
-            # Only what happened, never a value: Htouhui's message may name a field's content.
-            logger.warning(
-                "reconciliation of a user failed",
-                extra={
-                    "third_party_user_id": record.third_party_user_id,
-                    "error": type(exc).__name__,
-                    "htouhui_code": getattr(exc, "code", None),
-                },
-            )
-            raise
+            self._log_failure(record, exc)
+            return CheckOutcome.FAILED
+        return CheckOutcome.CHECKED
+
+    @staticmethod
+    def _log_failure(record: UserRecord, exc: Exception) -> None:
+        # Only what happened, never a value: Htouhui's message may name a field's content.
+        logger.warning(
+            "reconciliation check failed",
+            extra={
+                "third_party_user_id": record.third_party_user_id,
+                "error": type(exc).__name__,
+                "htouhui_code": getattr(exc, "code", None),
+                "step": record.check_step,
+                "attempts": record.check_attempts,
+            },
+        )
 
     # --- helpers ------------------------------------------------------------------------------------
 

@@ -58,8 +58,29 @@ def onboarding() -> Onboarding:
         return value
 
 
+def reconcile_onboarding() -> Onboarding:
+    """Onboarding for the reconciliation worker: one attempt per query, the schedule retries with backoff.
+
+    Every attempt counts against the rate budget, so the client's own retries are turned off here.
+    """
+    current = settings()
+    with _lock:
+        if "reconcile_onboarding" not in _state:
+            import dataclasses
+
+            from htouhui.onboarding import Onboarding
+            from htouhui.store import UserStore
+
+            once = dataclasses.replace(current.client, retry=dataclasses.replace(current.client.retry, max_attempts=1))
+            single = dataclasses.replace(current, client=once)
+            store = UserStore(_required(current.users_table, "USERS_TABLE"), current.notifications_table or "")
+            _state["reconcile_onboarding"] = Onboarding(single, store, client_factory(single))
+        value: Onboarding = _state["reconcile_onboarding"]
+        return value
+
+
 def configure(**values: Any) -> None:
-    """Inject `settings=` and/or `onboarding=` (tests, the local stack)."""
+    """Inject `settings=`, `onboarding=` and/or `reconcile_onboarding=` (tests, the local stack)."""
     with _lock:
         _state.update(values)
 

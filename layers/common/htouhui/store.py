@@ -2,15 +2,18 @@
 
 Tables, keys and indexes are those of the bundle design (template.yaml declares them):
 
-- users table, hash key `third_party_user_id`; GSIs `by-htouhui-user-id` (hash `htouhui_user_id`)
-  and `unfinished` (hash `unfinished`, range `updated_at`, sparse: the attribute exists only while a
-  registered user's status is below 3);
+- users table, hash key `third_party_user_id`; one GSI `due-checks` (hash `check_shard`, range
+  `next_check_at`, keys only, sparse: both attributes exist only while the user is on the reconciliation
+  schedule, htouhui.schedule), spread over N shards so that no single partition takes every write;
 - notifications table, hash key `notify_no`: one history record per accepted notification.
 
 Every rule that matters under concurrency is a DynamoDB condition, never a read-then-write:
 a status only rises (`attribute_not_exists(status) OR status < :new`), a notification is recorded
 once (`attribute_not_exists(notify_no)`, in the same transaction as the status change), and a
 registration is claimed by one request at a time (a lease that a crashed Lambda cannot hold forever).
+The reconciliation schedule follows the same rule: a dispatch claims a due user by moving its due time
+(`next_check_at = :seen`), a check holds a lease (`check_lease < :now`), and a check's result only moves the
+ladder it was taken on (`check_token`, `check_anchor`, `check_step`) and never puts a finished user back.
 A read happens only after a condition failed, to say *why* it failed.
 
 The boto3 client is created on first use (or injected), and any DynamoDB failure other than an
@@ -24,7 +27,7 @@ import enum
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -39,11 +42,13 @@ from htouhui.errors import (
     UserNotFound,
 )
 from htouhui.models import COMPLETED_STATUS, UserView
+from htouhui.schedule import Slot
 
 __all__ = [
     "ApplyOutcome",
     "Claim",
     "ClaimOutcome",
+    "DueUser",
     "StatusUpdate",
     "StoreUnavailable",
     "UserRecord",
@@ -53,9 +58,12 @@ __all__ = [
 
 USERS_KEY: Final = "third_party_user_id"
 NOTIFICATIONS_KEY: Final = "notify_no"
-UNFINISHED_INDEX: Final = "unfinished"
-HTOUHUI_USER_ID_INDEX: Final = "by-htouhui-user-id"
-PENDING: Final = "PENDING"
+DUE_INDEX: Final = "due-checks"
+SHARD_ATTRIBUTE: Final = "check_shard"
+DUE_ATTRIBUTE: Final = "next_check_at"
+# Everything the schedule keeps on a user; removed together when the user leaves it.
+SCHEDULE_ATTRIBUTES: Final = (SHARD_ATTRIBUTE, DUE_ATTRIBUTE, "check_anchor", "check_step", "check_attempts")
+_LEASE_ATTRIBUTES: Final = ("check_lease", "check_token")
 CLAIMED: Final = "CLAIMED"
 DONE: Final = "DONE"
 CLAIM_LEASE_SECONDS: Final = 30
@@ -81,7 +89,7 @@ class ClaimOutcome(enum.StrEnum):
 
 
 def iso_utc(moment: datetime) -> str:
-    """ISO 8601 UTC with milliseconds and a Z: sorts as text, which the `unfinished` index relies on."""
+    """ISO 8601 UTC with milliseconds and a Z: sorts as text."""
     if moment.tzinfo is None:
         raise ValueError("a naive datetime has no zone; pass an aware one")
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -101,7 +109,14 @@ class UserRecord:
     updated_at: str | None = None
     registration: str | None = None
     claim_expires_at: int | None = None
-    unfinished: bool = False
+    # the reconciliation schedule (epoch seconds); next_check_at is None when the user is not on it
+    check_shard: str | None = None
+    next_check_at: int | None = None
+    check_anchor: int | None = None
+    check_step: int | None = None
+    check_attempts: int = 0
+    check_lease: int | None = None
+    check_token: str | None = None
 
     @classmethod
     def from_item(cls, item: Mapping[str, Mapping[str, Any]]) -> UserRecord:
@@ -120,8 +135,25 @@ class UserRecord:
             updated_at=_text(item, "updated_at"),
             registration=_text(item, "registration"),
             claim_expires_at=expires,
-            unfinished=_text(item, "unfinished") == PENDING,
+            check_shard=_text(item, SHARD_ATTRIBUTE),
+            next_check_at=_number(item, DUE_ATTRIBUTE),
+            check_anchor=_number(item, "check_anchor"),
+            check_step=_number(item, "check_step"),
+            check_attempts=_number(item, "check_attempts") or 0,
+            check_lease=_number(item, "check_lease"),
+            check_token=_text(item, "check_token"),
         )
+
+    @property
+    def scheduled(self) -> bool:
+        return self.next_check_at is not None
+
+    @property
+    def slot(self) -> Slot | None:
+        """Where the user stands on the ladder, or None when not on the schedule."""
+        if self.next_check_at is None or self.check_anchor is None or self.check_step is None:
+            return None
+        return Slot(self.check_anchor, self.check_step, self.next_check_at)
 
     @property
     def registered(self) -> bool:
@@ -145,6 +177,15 @@ class Claim:
     outcome: ClaimOutcome
     token: str | None = None  # set when CLAIMED: pass it to release_claim
     record: UserRecord | None = None  # the stored user when the claim was refused
+
+
+@dataclass(frozen=True)
+class DueUser:
+    """One row of the due-time index: whose check is due, and when (what the dispatcher claims)."""
+
+    third_party_user_id: str
+    due: int
+    shard: str
 
 
 @dataclass(frozen=True)
@@ -203,32 +244,6 @@ class UserStore:
         item = answer.get("Item")
         return UserRecord.from_item(item) if item else None
 
-    def unfinished(self, page_size: int = 100, *, updated_until: datetime | None = None) -> Iterator[UserRecord]:
-        """Registered users whose status is below 3, oldest update first, through the sparse index.
-
-        An update moves a user to the end of the index (its range key is `updated_at`), so a caller that
-        updates users while paging should pass `updated_until` (the time it started) and still expect
-        to meet a user twice if it was updated within that instant.
-        """
-        request: dict[str, Any] = {
-            "TableName": self.users_table,
-            "IndexName": UNFINISHED_INDEX,
-            "KeyConditionExpression": "unfinished = :pending",
-            "ExpressionAttributeValues": {":pending": {"S": PENDING}},
-            "Limit": page_size,
-        }
-        if updated_until is not None:
-            request["KeyConditionExpression"] += " AND updated_at <= :until"
-            request["ExpressionAttributeValues"][":until"] = {"S": iso_utc(updated_until)}
-        while True:
-            answer = self._call("query", **request)
-            for item in answer.get("Items", []):
-                yield UserRecord.from_item(item)
-            last = answer.get("LastEvaluatedKey")
-            if not last:
-                return
-            request["ExclusiveStartKey"] = last
-
     # --- registration -------------------------------------------------------------------------------
 
     def claim_registration(self, third_party_user_id: str, mobile_digest: str, now: datetime) -> Claim:
@@ -272,14 +287,14 @@ class UserStore:
         raise StoreUnavailable("registration claim kept changing under us")
 
     def complete_registration(self, third_party_user_id: str, htouhui_user_id: str, now: datetime) -> UserRecord:
-        """Record Htouhui's answer: the user is registered and enters the unfinished index."""
+        """Record Htouhui's answer: the user is registered (not yet scheduled: only a form schedules checks)."""
         try:
             answer = self._call(
                 "update_item",
                 TableName=self.users_table,
                 Key=_key(third_party_user_id),
                 UpdateExpression=(
-                    "SET htouhui_user_id = :htouhui, registration = :done, updated_at = :now, unfinished = :pending "
+                    "SET htouhui_user_id = :htouhui, registration = :done, updated_at = :now "
                     "REMOVE claim_expires_at, claim_token"
                 ),
                 ConditionExpression=(
@@ -291,7 +306,6 @@ class UserStore:
                     ":done": {"S": DONE},
                     ":claimed": {"S": CLAIMED},
                     ":now": {"S": iso_utc(now)},
-                    ":pending": {"S": PENDING},
                 },
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -422,7 +436,7 @@ class UserStore:
             values[":borrower"] = {"S": update.borrower}
         expression = "SET " + ", ".join(sets)
         if update.status >= COMPLETED_STATUS:
-            expression += " REMOVE unfinished"
+            expression += " REMOVE " + ", ".join(SCHEDULE_ATTRIBUTES)  # finished: off the schedule
         return {
             "TableName": self.users_table,
             "Key": _key(update.third_party_user_id),
@@ -520,6 +534,191 @@ class UserStore:
                 UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression="attribute_exists(third_party_user_id) AND htouhui_user_id = :htouhui",
                 ExpressionAttributeValues=values,
+            )
+
+    # --- reconciliation schedule ----------------------------------------------------------------------
+
+    def due(self, shard: str, now: int, limit: int) -> list[DueUser]:
+        """Up to `limit` users of one shard whose check is due at `now`, oldest due first (the index only)."""
+        request: dict[str, Any] = {
+            "TableName": self.users_table,
+            "IndexName": DUE_INDEX,
+            "KeyConditionExpression": "#shard = :shard AND #due <= :now",
+            "ExpressionAttributeNames": {"#shard": SHARD_ATTRIBUTE, "#due": DUE_ATTRIBUTE},
+            "ExpressionAttributeValues": {":shard": {"S": shard}, ":now": {"N": str(now)}},
+            "ScanIndexForward": True,
+        }
+        found: list[DueUser] = []
+        while len(found) < limit:
+            request["Limit"] = min(1000, limit - len(found))
+            answer = self._call("query", **request)
+            for item in answer.get("Items", []):
+                due = _number(item, DUE_ATTRIBUTE)
+                if due is not None:
+                    found.append(DueUser(_text(item, USERS_KEY) or "", due, shard))
+            last = answer.get("LastEvaluatedKey")
+            if not last:
+                break
+            request["ExclusiveStartKey"] = last
+        return found
+
+    def claim_dispatch(self, user: DueUser, until: int) -> bool:
+        """Move a due user's time to `until` (its message is in flight), unless someone moved it since it was read.
+
+        A lost message costs a delay, never the check: the user is due again at `until`.
+        """
+        try:
+            self._call(
+                "update_item",
+                TableName=self.users_table,
+                Key=_key(user.third_party_user_id),
+                UpdateExpression="SET #due = :until",
+                ConditionExpression="#due = :seen",
+                ExpressionAttributeNames={"#due": DUE_ATTRIBUTE},
+                ExpressionAttributeValues={":until": {"N": str(until)}, ":seen": {"N": str(user.due)}},
+            )
+        except _ConditionFailed:
+            return False
+        return True
+
+    def restart_schedule(self, third_party_user_id: str, slot: Slot, shard: str) -> bool:
+        """Put the user on the ladder at `slot` (news below status 3, a fresh form); False when it may not be.
+
+        Only a registered user with an id_card (the query needs it) and a status below 3 is scheduled.
+        A check in progress keeps its lease; its result will not move this new ladder.
+        """
+        try:
+            self._call(
+                "update_item",
+                TableName=self.users_table,
+                Key=_key(third_party_user_id),
+                UpdateExpression=(
+                    "SET #shard = :shard, #due = :due, check_anchor = :anchor, check_step = :step, "
+                    "check_attempts = :zero"
+                ),
+                ConditionExpression=(
+                    "registration = :done AND attribute_exists(id_card) "
+                    "AND (attribute_not_exists(#status) OR #status < :completed)"
+                ),
+                ExpressionAttributeNames={"#shard": SHARD_ATTRIBUTE, "#due": DUE_ATTRIBUTE, "#status": "status"},
+                ExpressionAttributeValues={
+                    ":shard": {"S": shard},
+                    ":due": {"N": str(slot.due)},
+                    ":anchor": {"N": str(slot.anchor)},
+                    ":step": {"N": str(slot.step)},
+                    ":zero": {"N": "0"},
+                    ":done": {"S": DONE},
+                    ":completed": {"N": str(COMPLETED_STATUS)},
+                },
+            )
+        except _ConditionFailed:
+            return False
+        return True
+
+    def begin_check(
+        self, third_party_user_id: str, *, token: str, now: int, lease_until: int, due: int | None = None
+    ) -> UserRecord | None:
+        """Take the user's check lease; None when another check holds it, the user is gone or (`due` given)
+        the dispatched due time is no longer the user's (news restarted the ladder, or another dispatch took it).
+        """
+        condition = (
+            "attribute_exists(third_party_user_id) AND (attribute_not_exists(check_lease) OR check_lease < :now)"
+        )
+        values: dict[str, Any] = {
+            ":until": {"N": str(lease_until)},
+            ":token": {"S": token},
+            ":now": {"N": str(now)},
+        }
+        names: dict[str, str] = {}
+        if due is not None:
+            condition += " AND #due = :due"
+            values[":due"] = {"N": str(due)}
+            names["#due"] = DUE_ATTRIBUTE
+        request: dict[str, Any] = {
+            "TableName": self.users_table,
+            "Key": _key(third_party_user_id),
+            "UpdateExpression": "SET check_lease = :until, check_token = :token",
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "ALL_NEW",
+        }
+        if names:
+            request["ExpressionAttributeNames"] = names
+        try:
+            answer = self._call("update_item", **request)
+        except _ConditionFailed:
+            return None
+        return UserRecord.from_item(answer["Attributes"])
+
+    def settle_check(
+        self,
+        third_party_user_id: str,
+        *,
+        token: str,
+        taken_on: Slot | None,
+        next_slot: Slot | None,
+        shard: str,
+        attempts: int = 0,
+    ) -> bool:
+        """End our check: move the ladder to `next_slot` (None: off the schedule) and give the lease back.
+
+        Only the ladder the check was taken on moves (`taken_on`; None: whatever ladder there is, as for
+        CheckUserStatus) and a finished user is never put back; otherwise only the lease is given back and
+        False is returned.
+        """
+        names = {"#status": "status", "#due": DUE_ATTRIBUTE, "#shard": SHARD_ATTRIBUTE}
+        values: dict[str, Any] = {":token": {"S": token}}
+        condition = "check_token = :token"
+        if taken_on is not None:
+            condition += " AND check_anchor = :anchor AND check_step = :step"
+            values[":anchor"] = {"N": str(taken_on.anchor)}
+            values[":step"] = {"N": str(taken_on.step)}
+        lease = ", ".join(_LEASE_ATTRIBUTES)
+        if next_slot is None:
+            names = {}
+            expression = f"REMOVE {', '.join(SCHEDULE_ATTRIBUTES)}, {lease}"
+        else:
+            expression = (
+                "SET #shard = :shard, #due = :due, check_anchor = :next_anchor, check_step = :next_step, "
+                f"check_attempts = :attempts REMOVE {lease}"
+            )
+            condition += " AND (attribute_not_exists(#status) OR #status < :completed)"
+            values.update(
+                {
+                    ":shard": {"S": shard},
+                    ":due": {"N": str(next_slot.due)},
+                    ":next_anchor": {"N": str(next_slot.anchor)},
+                    ":next_step": {"N": str(next_slot.step)},
+                    ":attempts": {"N": str(attempts)},
+                    ":completed": {"N": str(COMPLETED_STATUS)},
+                }
+            )
+        request: dict[str, Any] = {
+            "TableName": self.users_table,
+            "Key": _key(third_party_user_id),
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            request["ExpressionAttributeNames"] = names
+        try:
+            self._call("update_item", **request)
+        except _ConditionFailed:
+            self.release_check(third_party_user_id, token)
+            return False
+        return True
+
+    def release_check(self, third_party_user_id: str, token: str) -> None:
+        """Give our check lease back (nothing else changes); a lease already gone or passed on is left alone."""
+        with contextlib.suppress(_ConditionFailed):
+            self._call(
+                "update_item",
+                TableName=self.users_table,
+                Key=_key(third_party_user_id),
+                UpdateExpression="REMOVE " + ", ".join(_LEASE_ATTRIBUTES),
+                ConditionExpression="check_token = :token",
+                ExpressionAttributeValues={":token": {"S": token}},
             )
 
     # --- plumbing -----------------------------------------------------------------------------------
