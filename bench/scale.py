@@ -382,7 +382,7 @@ def sample_run(
     htouhui = MemoryHtouhui(clock)
     queue = MemoryQueue(visibility=360)
     queue.clock = clock
-    onboarding = Onboarding(settings, store, lambda: htouhui, clock=clock)  # type: ignore[arg-type,return-value]
+    onboarding = Onboarding.configured(settings, store, lambda: htouhui, clock=clock)  # type: ignore[arg-type,return-value]
     ladder = schedule.Ladder(settings.reconcile_ladder)
     slots = workers + priority_workers
     interval = schedule.pacing_interval(settings.reconcile_rate_budget, slots)
@@ -463,7 +463,7 @@ def sample_run(
         elif event.kind == "dispatch":
             before = {shard: list(rows) for shard, rows in store.index.items()}
             sent_before = queue._sequence
-            report = reconcile.dispatch(onboarding, queue)
+            report = reconcile.dispatch(onboarding, queue, settings)
             dispatched += report.dispatched
             if report.dispatched:
                 sent_users = {m[2]["third_party_user_id"] for m in queue.messages if m[1] > sent_before}

@@ -42,6 +42,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     report = dispatch(
         runtime.reconcile_onboarding(),
         work_queue(),
+        runtime.settings(),
         should_stop=lambda: context.get_remaining_time_in_millis() < SAFETY_MILLISECONDS,
     )
     count(RECONCILE_DISPATCHED, report.dispatched)

@@ -92,7 +92,7 @@ def client_factory(settings: Settings, fake: FakeHtouhui) -> Callable[[], Htouhu
 @pytest.fixture
 def onboarding(store: UserStore, fake: FakeHtouhui, clock: Clock) -> Onboarding:
     settings = settings_for()
-    return Onboarding(settings, store, client_factory(settings, fake), clock=clock)
+    return Onboarding.configured(settings, store, client_factory(settings, fake), clock=clock)
 
 
 def body(user: str = "shop-1", mobile: str = "13800138000") -> RegisterBody:
@@ -225,7 +225,7 @@ def test_a_rotated_merchant_key_reaches_a_warm_onboarding(
         transport = fakes[-1].transport
         return HtouhuiClient(settings.client, keys.merchant_private, keys.htouhui_public, transport=transport)
 
-    onboarding = Onboarding(settings, store, build, clock=clock)
+    onboarding = Onboarding.configured(settings, store, build, clock=clock)
     onboarding.register(body("rotate-1", "13800138001"))
     key_file.write_bytes(protocol.private_pem(new_key))  # the secret is rotated; Htouhui has the new public key
     fakes.append(new_fake)
@@ -347,7 +347,7 @@ def test_key_rotation_accepts_either_htouhui_key(
     new_key = protocol.generate_private_key()
     (tmp_path / "next.pem").write_bytes(protocol.public_pem(new_key))
     settings = settings_for(HTOUHUI_PUBLIC_KEY_NEXT=f"file:{tmp_path / 'next.pem'}")
-    onboarding = Onboarding(settings, store, client_factory(settings, fake), clock=clock)
+    onboarding = Onboarding.configured(settings, store, client_factory(settings, fake), clock=clock)
     opened(onboarding)
     assert onboarding.accept_notification(fake.notification("shop-1", 1, "K1")) is ApplyOutcome.APPLIED
     rotated = FakeHtouhui(PARTNER, new_key, merchant_public_key, state=fake.state)

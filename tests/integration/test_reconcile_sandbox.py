@@ -78,7 +78,7 @@ def onboarding(start_sandbox: Callable[..., RunningSandbox]) -> Iterator[tuple[O
         suffix = uuid.uuid4().hex[:8]
         create_tables(client, f"users-{suffix}", f"notifications-{suffix}")
         store = UserStore(f"users-{suffix}", f"notifications-{suffix}", dynamodb=client)
-        yield Onboarding(settings, store, factory, clock=CLOCK), sandbox
+        yield Onboarding.configured(settings, store, factory, clock=CLOCK), sandbox
 
 
 def seed(sandbox: RunningSandbox, **user: Any) -> None:

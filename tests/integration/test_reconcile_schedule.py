@@ -20,6 +20,7 @@ from test_onboarding import (  # the same fixtures: moto, the fake Htouhui, a cl
     fake,
     onboarding,
     opened,
+    settings_for,
     store,
 )
 
@@ -220,9 +221,9 @@ def test_the_dispatcher_is_bounded_and_sends_the_oldest_due_first(
     onboarding.dispatch_due(second, limit=5)  # the first five are claimed: the next five oldest
     assert [m["third_party_user_id"] for m in second.messages] == [f"d{n:02d}" for n in range(5, 10)]
     # the run limit counts what is already queued
-    assert run_limit(onboarding.settings, 0) == 46 * 120
-    assert run_limit(onboarding.settings, 10**6) == 0
-    assert dispatch(onboarding, queue).dispatched == 2
+    assert run_limit(settings_for(), 0) == 46 * 120
+    assert run_limit(settings_for(), 10**6) == 0
+    assert dispatch(onboarding, queue, settings_for()).dispatched == 2
 
 
 def test_the_worker_paces_each_message_and_retries_only_check_user_status(

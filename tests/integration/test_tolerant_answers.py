@@ -66,7 +66,7 @@ def onboarding(store: UserStore, gateway: GatewayLike, clock: Clock) -> Onboardi
             settings.client, keys.merchant_private, keys.htouhui_public, transport=gateway, sleep=lambda _: None
         )
 
-    return Onboarding(settings, store, build, clock=clock)
+    return Onboarding.configured(settings, store, build, clock=clock)
 
 
 def at_level(onboarding: Onboarding, fake: Any, status: int, card: str | None = FULL_CARD) -> None:  # noqa: F811

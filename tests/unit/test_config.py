@@ -367,13 +367,17 @@ def test_the_first_load_failing_is_an_error(aws: None) -> None:
         settings.keys()
 
 
-def test_is_allowed_return_url() -> None:
-    settings = Settings.from_env(
-        {**BASE, "ALLOWED_RETURN_HOSTS": "www.example.com", "PUBLIC_BASE_URL": "https://api.example.com"}
+def test_the_policy_allows_return_urls_on_configured_hosts_only() -> None:
+    from htouhui.onboarding import Policy
+
+    policy = Policy.of(
+        Settings.from_env(
+            {**BASE, "ALLOWED_RETURN_HOSTS": "www.example.com", "PUBLIC_BASE_URL": "https://api.example.com"}
+        )
     )
-    assert settings.is_allowed_return_url("https://www.example.com/done")
-    assert settings.is_allowed_return_url("https://api.example.com/x")
-    assert settings.is_allowed_return_url("https://own.example.com/x", own_host="own.example.com")
-    assert not settings.is_allowed_return_url("https://evil.example.com/")
-    assert not settings.is_allowed_return_url("http://www.example.com/done")
-    assert not settings.is_allowed_return_url("https://www.example.com.evil.com/")
+    assert policy.allows_return_url("https://www.example.com/done")
+    assert policy.allows_return_url("https://api.example.com/x")
+    assert policy.allows_return_url("https://own.example.com/x", own_host="own.example.com")
+    assert not policy.allows_return_url("https://evil.example.com/")
+    assert not policy.allows_return_url("http://www.example.com/done")
+    assert not policy.allows_return_url("https://www.example.com.evil.com/")

@@ -263,7 +263,7 @@ class Admin:
             return 1
         fields = {name: str(value) for name, value in _plain(item["raw"]).items()}
         store = UserStore(self.users_table, self.notifications_table, dynamodb=self.dynamodb)
-        onboarding = Onboarding(runtime.settings(), store, _no_client, clock=self.clock)
+        onboarding = Onboarding.configured(runtime.settings(), store, _no_client, clock=self.clock)
         try:
             outcome = onboarding.reapply_notification(fields)
         except NotificationRejected as refused:

@@ -41,7 +41,7 @@ HTTPS_URL: Final = "must be an https URL (plain http only for a loopback host)"
 
 
 def _https_url(value: str) -> str:
-    if not _is_acceptable_url(value):
+    if not is_acceptable_url(value):
         raise ValueError(HTTPS_URL)
     return value
 
@@ -309,15 +309,6 @@ class Settings:
                 problems.append(f"{name}: {exc}")
         return tuple(keys)
 
-    def is_allowed_return_url(self, url: str, *, own_host: str | None = None) -> bool:
-        host = (urlsplit(url).hostname or "").lower()
-        allowed = set(self.allowed_return_hosts)
-        if own_host:
-            allowed.add(own_host.lower())
-        if self.public_base_url:
-            allowed.add((urlsplit(self.public_base_url).hostname or "").lower())
-        return bool(host) and host in allowed and _is_acceptable_url(url)
-
 
 def load_profile_setting(reference: str) -> protocol.Profile:
     """HTOUHUI_PROFILE: a built-in name, or the JSON of a profile by `file:`, `ssm:` or `secretsmanager:`."""
@@ -368,7 +359,7 @@ def _read_secret_store(prefix: str, name: str, max_age: int) -> str:
     return str(value)
 
 
-def _is_acceptable_url(url: str) -> bool:
+def is_acceptable_url(url: str) -> bool:
     parts = urlsplit(url)
     host = parts.hostname or ""
     return bool(host) and (parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host)))

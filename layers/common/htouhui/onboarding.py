@@ -2,13 +2,13 @@
 
 Final signatures (the handlers call exactly these):
 
-    Onboarding(settings: Settings, store: UserStore, client_factory: Callable[[], HtouhuiClient], *, clock=...)
+    Onboarding(policy: Policy, keys: KeySource, store: UserStore, client_factory: Callable[[], HtouhuiClient],
+               *, clock=...)                     # or Onboarding.configured(settings, store, client_factory)
     .register(body: RegisterBody) -> tuple[UserView, bool]            # True: registered now (201)
     .open_account(third_party_user_id, body: OpenAccountBody, *, notify_url: str, default_return_url: str,
                   own_host: str | None) -> OpenAccountPage
     .view(third_party_user_id) -> UserView
     .refresh(third_party_user_id) -> UserView                        # asks Htouhui first
-    .check_user(third_party_user_id) -> UserView                     # CheckUserStatus: same as refresh
     .accept_notification(fields: Mapping[str, str]) -> ApplyOutcome  # APPLIED / STALE / DUPLICATE / UNHANDLED
     .accept_return(fields: Mapping[str, str]) -> ReturnOutcome       # whose, the stored level, Htouhui's code
     .dispatch_due(queue: WorkQueue, *, limit: int, should_stop=None) -> DispatchReport   # the dispatcher
@@ -54,7 +54,7 @@ from pydantic import ValidationError
 
 from htouhui import protocol, schedule
 from htouhui.client import HtouhuiClient
-from htouhui.config import Keys, Settings
+from htouhui.config import Keys, Settings, is_acceptable_url
 from htouhui.errors import (
     HtouhuiProtocolError,
     HtouhuiRejected,
@@ -117,16 +117,55 @@ class WorkQueue(Protocol):
     def depth(self) -> int: ...
 
 
+class KeySource(Protocol):
+    """Where the keys come from (Settings: loaded on first use, reloaded after KEY_CACHE_SECONDS)."""
+
+    def keys(self) -> Keys: ...
+
+    def htouhui_public_keys(self) -> tuple[protocol.PublicKey, ...]: ...
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the rules need to know of the configuration, and nothing more."""
+
+    partner_id: str
+    profile: protocol.Profile
+    open_account_url: str
+    return_hosts: frozenset[str]  # hosts a return_url may point at, besides the request's own
+    ladder: tuple[int, ...]
+    shards: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Policy:
+        public_host = (urlsplit(settings.public_base_url).hostname or "").lower() if settings.public_base_url else ""
+        return cls(
+            partner_id=settings.partner_id,
+            profile=settings.profile,
+            open_account_url=settings.client.open_account_url,
+            return_hosts=settings.allowed_return_hosts | ({public_host} - {""}),
+            ladder=settings.reconcile_ladder,
+            shards=settings.reconcile_shards,
+        )
+
+    def allows_return_url(self, url: str, *, own_host: str | None = None) -> bool:
+        host = (urlsplit(url).hostname or "").lower()
+        allowed = self.return_hosts | ({own_host.lower()} if own_host else set())
+        return bool(host) and host in allowed and is_acceptable_url(url)
+
+
 class Onboarding:
     def __init__(
         self,
-        settings: Settings,
+        policy: Policy,
+        keys: KeySource,
         store: UserStore,
         client_factory: Callable[[], HtouhuiClient],
         *,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
-        self.settings = settings
+        self.policy = policy
+        self.key_source = keys
         self.store = store
         self._client_factory = client_factory
         self._client: HtouhuiClient | None = None
@@ -134,12 +173,24 @@ class Onboarding:
         self._lock = threading.Lock()
         self._clock = clock
 
+    @classmethod
+    def configured(
+        cls,
+        settings: Settings,
+        store: UserStore,
+        client_factory: Callable[[], HtouhuiClient],
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> Onboarding:
+        """The rules with this configuration's policy and keys."""
+        return cls(Policy.of(settings), settings, store, client_factory, clock=clock)
+
     def client(self) -> HtouhuiClient:
         """The Htouhui client, built again when the settings reloaded the keys (a rotation reaches warm containers).
 
         The client it replaces is not closed: another thread may still be using it; it goes with its last user.
         """
-        keys = self.settings.keys()
+        keys = self.key_source.keys()
         with self._lock:
             if self._client is None or self._client_keys is not keys:
                 self._client = self._client_factory()
@@ -148,7 +199,7 @@ class Onboarding:
 
     def mobile_digest(self, mobile: str) -> str:
         """What we keep of the mobile: enough to tell "same mobile" on a second register, nothing more."""
-        return hashlib.sha256(f"{self.settings.partner_id}:{mobile}".encode()).hexdigest()
+        return hashlib.sha256(f"{self.policy.partner_id}:{mobile}".encode()).hexdigest()
 
     # --- register -----------------------------------------------------------------------------------
 
@@ -200,7 +251,7 @@ class Onboarding:
     ) -> OpenAccountPage:
         record = self._registered(third_party_user_id)
         return_url = body.return_url or default_return_url
-        if not self.settings.is_allowed_return_url(return_url, own_host=own_host):
+        if not self.policy.allows_return_url(return_url, own_host=own_host):
             raise InvalidInput([("return_url", "return_url_not_allowed")])
         if _is_own_return_with_query(return_url, default_return_url, own_host):
             # Htouhui appends its signed fields: ours would join them and the return could never verify.
@@ -217,16 +268,16 @@ class Onboarding:
             )
         except ValidationError as exc:
             raise InvalidInput(_broken_fields(exc)) from None
-        merchant_key = self.settings.keys().merchant_private  # a configuration problem fails before any write
+        merchant_key = self.key_source.keys().merchant_private  # a configuration problem fails before any write
         # Kept before the page is handed out: the reconciler needs the id_card to query Htouhui.
         self.store.mark_open_requested(third_party_user_id, form.id_card, self._clock())
         self.restart_ladder(third_party_user_id)  # a fresh form: checks from now on (a failure fails the request)
         return build_open_account_page(
             form,
-            partner_id=self.settings.partner_id,
-            action=self.settings.client.open_account_url,
+            partner_id=self.policy.partner_id,
+            action=self.policy.open_account_url,
             merchant_key=merchant_key,
-            profile=self.settings.profile,
+            profile=self.policy.profile,
         )
 
     # --- query --------------------------------------------------------------------------------------
@@ -352,12 +403,12 @@ class Onboarding:
 
     def _verify(self, fields: Mapping[str, str]) -> dict[str, str]:
         """The message verified exactly as received, then named as the layer reads it (`Profile.internal`)."""
-        profile = self.settings.profile
-        failure = protocol.verification_failure(fields, self.settings.htouhui_public_keys(), profile)
+        profile = self.policy.profile
+        failure = protocol.verification_failure(fields, self.key_source.htouhui_public_keys(), profile)
         if failure is not None:
             field = protocol.SIGN_TYPE_FIELD if protocol.SIGN_TYPE_FIELD in failure else protocol.SIGN_FIELD
             raise NotificationRejected(RejectionReason.BAD_SIGNATURE, field=field, rule=failure.replace(" ", "_"))
-        if fields.get(profile.partner_field) != self.settings.partner_id:
+        if fields.get(profile.partner_field) != self.policy.partner_id:
             raise NotificationRejected(RejectionReason.OTHER_PARTNER, field=profile.partner_field, rule="not_ours")
         return profile.internal(fields)
 
@@ -376,7 +427,7 @@ class Onboarding:
     # --- reconciliation -----------------------------------------------------------------------------
 
     def _ladder(self) -> schedule.Ladder:
-        return schedule.Ladder(self.settings.reconcile_ladder)
+        return schedule.Ladder(self.policy.ladder)
 
     def _now(self) -> int:
         return math.floor(self._clock().timestamp())
@@ -387,7 +438,7 @@ class Onboarding:
         False when the user may not be scheduled (no id_card yet, or status 3).
         """
         slot = schedule.start(self._ladder(), third_party_user_id, self._now())
-        shard = schedule.shard_of(third_party_user_id, self.settings.reconcile_shards)
+        shard = schedule.shard_of(third_party_user_id, self.policy.shards)
         return self.store.restart_schedule(third_party_user_id, slot, shard)
 
     def _restart_quietly(self, third_party_user_id: str) -> None:
@@ -408,7 +459,7 @@ class Onboarding:
         if limit <= 0:
             return DispatchReport()
         now = self._now()
-        shards = [f"{shard:02d}" for shard in range(self.settings.reconcile_shards)]
+        shards = [f"{shard:02d}" for shard in range(self.policy.shards)]
         asked = dict.fromkeys(shards, min(limit, math.ceil(limit * 1.5 / len(shards)) + 1))
         found = {shard: self.store.due(shard, now, asked[shard]) for shard in shards}
         while True:  # exact oldest-first: ask again a shard whose every row made the cut (it may hold more)
@@ -466,7 +517,7 @@ class Onboarding:
             self.store.release_check(third_party_user_id, token)
             return CheckOutcome.SKIPPED
         ladder = self._ladder()
-        shard = record.check_shard or schedule.shard_of(third_party_user_id, self.settings.reconcile_shards)
+        shard = record.check_shard or schedule.shard_of(third_party_user_id, self.policy.shards)
         if pace is not None:
             pace()  # the rate budget: only a check that will ask Htouhui waits for its turn
         outcome = self._ask(record)
@@ -517,7 +568,7 @@ class Onboarding:
             token=token,
             taken_on=None,
             next_slot=schedule.start(ladder, third_party_user_id, self._now()),
-            shard=schedule.shard_of(third_party_user_id, self.settings.reconcile_shards),
+            shard=schedule.shard_of(third_party_user_id, self.policy.shards),
         )
         return outcome
 

@@ -1,6 +1,6 @@
 """Reconciliation's moving parts between the handlers and Onboarding: the run limit, the queue, the pacing.
 
-- `dispatch(onboarding, queue)`: one dispatcher run (every minute). It tops the work queue up to two
+- `dispatch(onboarding, queue, settings)`: one dispatcher run (every minute). It tops the work queue up to two
   minutes of the scheduled workers' share of the budget, so a backlog waits in the due-time index, oldest
   due first, and not in the queue.
 - `work(onboarding, messages, pacer)`: one worker invocation (an SQS batch). Each message is a dispatched
@@ -44,9 +44,9 @@ def run_limit(settings: Settings, queued: int) -> int:
 
 
 def dispatch(
-    onboarding: Onboarding, queue: WorkQueue, *, should_stop: Callable[[], bool] | None = None
+    onboarding: Onboarding, queue: WorkQueue, settings: Settings, *, should_stop: Callable[[], bool] | None = None
 ) -> DispatchReport:
-    limit = run_limit(onboarding.settings, queue.depth())
+    limit = run_limit(settings, queue.depth())
     return onboarding.dispatch_due(queue, limit=limit, should_stop=should_stop)
 
 

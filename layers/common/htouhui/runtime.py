@@ -53,7 +53,7 @@ def onboarding() -> Onboarding:
                 current.notifications_table or "",
                 history_days=history_days(),
             )
-            _state["onboarding"] = Onboarding(current, store, client_factory(current))
+            _state["onboarding"] = Onboarding.configured(current, store, client_factory(current))
         value: Onboarding = _state["onboarding"]
         return value
 
@@ -74,7 +74,7 @@ def reconcile_onboarding() -> Onboarding:
             once = dataclasses.replace(current.client, retry=dataclasses.replace(current.client.retry, max_attempts=1))
             single = dataclasses.replace(current, client=once)
             store = UserStore(_required(current.users_table, "USERS_TABLE"), current.notifications_table or "")
-            _state["reconcile_onboarding"] = Onboarding(single, store, client_factory(single))
+            _state["reconcile_onboarding"] = Onboarding.configured(single, store, client_factory(single))
         value: Onboarding = _state["reconcile_onboarding"]
         return value
 
