@@ -48,3 +48,20 @@ def log_sink() -> Iterator[io.StringIO]:
     finally:
         if previous is not None:
             handler.setStream(previous)
+
+
+@pytest.fixture
+def in_process_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's in-process mock with fake credentials, and no endpoint override pointing at a moto server."""
+    from moto import mock_aws
+
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    with mock_aws():
+        yield

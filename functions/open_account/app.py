@@ -15,7 +15,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from htouhui import runtime
 from htouhui.api import (
     ERROR_RESPONSES,
-    HTML,
     JSON,
     NOTIFY_PATH,
     RETURN_PATH,
@@ -28,6 +27,7 @@ from htouhui.api import (
 )
 from htouhui.models import OpenAccountBody
 from htouhui.observability import logger, metrics
+from htouhui.page import HTML
 
 app = create_resolver()
 

@@ -82,21 +82,10 @@ def test_check_user_status_rule_any_source_or_the_listed_ones() -> None:
 
 
 @pytest.fixture
-def tables(monkeypatch: pytest.MonkeyPatch) -> Any:
-    from moto import mock_aws
-
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_template_tables(client, {"UsersTable": "users", "NotificationsTable": "notifications"})
-        yield client
+def tables(in_process_aws: None) -> Any:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    create_template_tables(client, {"UsersTable": "users", "NotificationsTable": "notifications"})
+    return client
 
 
 def test_history_keeps_the_notification_as_received_and_expires_when_configured(tables: Any) -> None:

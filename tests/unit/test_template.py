@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -498,22 +497,11 @@ def _boto3_table(properties: dict[str, Any], name: str, deletion_protection: boo
 
 
 @pytest.fixture
-def template_tables(template: dict[str, Any], monkeypatch: Any) -> Iterator[Any]:
-    from moto import mock_aws
-
-    for name, value in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        for logical in ("UsersTable", "NotificationsTable"):
-            client.create_table(**_boto3_table(template["Resources"][logical]["Properties"], logical, False))
-        yield client
+def template_tables(template: dict[str, Any], in_process_aws: None) -> Any:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    for logical in ("UsersTable", "NotificationsTable"):
+        client.create_table(**_boto3_table(template["Resources"][logical]["Properties"], logical, False))
+    return client
 
 
 def test_store_works_on_the_tables_the_template_declares(template_tables: Any) -> None:

@@ -48,7 +48,6 @@ from htouhui.models import ThirdPartyUserId, is_loopback_host
 from htouhui.observability import logger
 
 JSON: Final = "application/json; charset=utf-8"
-HTML: Final = "text/html; charset=utf-8"
 # Our JSON bodies are a few hundred bytes; anything far larger is refused before it is parsed.
 MAX_JSON_BODY_BYTES: Final = 16 * 1024
 NOTIFY_PATH: Final = "/htouhui/notify"

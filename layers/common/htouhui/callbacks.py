@@ -16,11 +16,10 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from htouhui.errors import code_meaning
 from htouhui.onboarding import ReturnOutcome
-from htouhui.page import html_document
+from htouhui.page import HTML, html_document
 from htouhui.protocol import MalformedMessage, parse_form
 
 MAX_BODY_BYTES: Final = 16 * 1024
-HTML: Final = "text/html; charset=utf-8"
 PAGE_SECURITY_HEADERS: Final = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'none'; base-uri 'none'; frame-ancestors 'none'",

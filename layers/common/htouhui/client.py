@@ -232,7 +232,7 @@ def _json_object_of_strings(response: httpx.Response) -> dict[str, str | None]:
         raise _broken_answer([("answer", "not_a_json_object")])
     not_text = sorted(name for name, value in body.items() if value is not None and not isinstance(value, str))
     if not_text:
-        raise _broken_answer([(_loggable(name), "not_a_string") for name in not_text])
+        raise _broken_answer([(protocol.loggable_name(name), "not_a_string") for name in not_text])
     return body
 
 
@@ -244,7 +244,3 @@ def _broken_answer(fields: list[tuple[str, str]]) -> HtouhuiProtocolError:
     )
     described = ", ".join(f"{field} ({rule})" for field, rule in fields)
     return HtouhuiProtocolError(f"Htouhui's answer breaks the protocol in: {described}", fields=fields)
-
-
-def _loggable(name: str) -> str:
-    return name if name.isascii() and name.isprintable() and len(name) <= 64 else "unnamed"

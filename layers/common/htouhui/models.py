@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from htouhui.protocol import SUCCESS
+from htouhui.protocol import SUCCESS, present
 
 logger = logging.getLogger(__name__)
 
@@ -209,9 +209,7 @@ class _Wire(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _absent_when_empty(cls, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            return {name: value for name, value in data.items() if value is not None and value != ""}
-        return data
+        return present(data) if isinstance(data, Mapping) else data
 
     @classmethod
     def read(cls, fields: Mapping[str, Any]) -> Self:

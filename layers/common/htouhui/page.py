@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from htouhui import protocol
 from htouhui.models import OpenAccountForm
 
+HTML: Final = "text/html; charset=utf-8"  # the content type of every page html_document builds
 FORM_ID: Final = "htouhui-open-account"
 _SUBMIT_SCRIPT: Final = f'document.getElementById("{FORM_ID}").submit();'
 _SCRIPT_HASH: Final = base64.b64encode(hashlib.sha256(_SUBMIT_SCRIPT.encode()).digest()).decode()

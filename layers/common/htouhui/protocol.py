@@ -266,7 +266,6 @@ BUILT_IN: Final[dict[str, Profile]] = {
         ),
     )
 }
-SIGN_TYPE: Final = DEFAULT.sign_type
 
 
 def profile_from_text(text: str, name: str) -> Profile:
@@ -424,8 +423,8 @@ def parse_form(text: str) -> dict[str, str]:
         if not name:
             raise MalformedMessage("empty_name")
         if name in fields:
-            raise MalformedMessage("repeated_name", _loggable_name(name))
-        fields[name] = _form_decode(raw_value, _loggable_name(name))
+            raise MalformedMessage("repeated_name", loggable_name(name))
+        fields[name] = _form_decode(raw_value, loggable_name(name))
     return fields
 
 
@@ -439,7 +438,7 @@ def _form_decode(text: str, field: str) -> str:
         raise MalformedMessage("bad_utf8", field) from None
 
 
-def _loggable_name(name: str) -> str:
+def loggable_name(name: str) -> str:
     """A field's name as a log may show it: names are not personal data, but a forged one may be anything."""
     return name if re.fullmatch(r"[0-9A-Za-z_.-]{1,64}", name) else "unnamed"
 
