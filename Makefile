@@ -41,7 +41,7 @@ lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP) ## mypy on the layer
-	$(VENV)/bin/mypy layers/common/htouhui
+	$(VENV)/bin/mypy layers/common/htouhui layers/common/onboarding
 
 cfn-lint: $(STAMP) ## lint the SAM template
 	$(VENV)/bin/cfn-lint template.yaml
@@ -116,7 +116,7 @@ clean: ## remove build output and caches (keeps the virtualenv)
 
 # Operator commands against a deployed stack (docs/runbook.md): STACK=htouhui-onboarding-$(ENV) by default.
 # USER_ID, not USER: make would take the login name from the environment.
-ADMIN := $(PY) -m htouhui.admin --stack $(or $(STACK),htouhui-onboarding-$(ENV))
+ADMIN := $(PY) -m onboarding.ops.admin --stack $(or $(STACK),htouhui-onboarding-$(ENV))
 
 .PHONY: admin-show admin-check admin-stuck admin-redrive admin-reapply admin-erase
 admin-show: $(STAMP) ## a user and its history, masked: make admin-show USER_ID=u-0001 [ENV=prod]
@@ -135,4 +135,4 @@ admin-erase: $(STAMP) ## erase a user's personal data, keep a tombstone: make ad
 
 probe: $(STAMP) ## which protocol profile Htouhui speaks: make probe ENV=uat PARTNER_ID=P... KEY=merchant_private.pem HTOUHUI_KEY=htouhui_public.pem (from an address Htouhui allows; prod needs ALLOW_PROD=1)
 	@test -n "$(PARTNER_ID)" -a -n "$(KEY)" -a -n "$(HTOUHUI_KEY)" || { echo "make probe needs PARTNER_ID, KEY and HTOUHUI_KEY (a path, file:, secretsmanager: or ssm:)" >&2; exit 2; }
-	$(PY) -m htouhui probe --env $(ENV) --partner-id $(PARTNER_ID) --key $(KEY) --htouhui-key $(HTOUHUI_KEY) $(if $(ALLOW_PROD),--allow-prod) $(foreach p,$(PROFILE),--profile $(p))
+	$(PY) -m onboarding.ops probe --env $(ENV) --partner-id $(PARTNER_ID) --key $(KEY) --htouhui-key $(HTOUHUI_KEY) $(if $(ALLOW_PROD),--allow-prod) $(foreach p,$(PROFILE),--profile $(p))

@@ -154,7 +154,7 @@ def measure(
     return figures, raw
 
 
-# --- SnapStart: what priming moves out of the first request (htouhui.priming) ---------------------------
+# --- SnapStart: what priming moves out of the first request (onboarding.ops.priming) ---------------------------
 
 
 def measure_priming(
@@ -167,7 +167,7 @@ def measure_priming(
     """The notify function's first request, fresh and restored from a primed snapshot, against the floor.
 
     Fresh: a new interpreter imports app.py and does the first request's set-up (settings, store, DynamoDB
-    client), as the "cold start" section counts it. Restored: the same interpreter after htouhui.priming's
+    client), as the "cold start" section counts it. Restored: the same interpreter after onboarding.ops.priming's
     before-snapshot hook, forked (the child stands in for an environment restored from the snapshot: its memory
     is the primed one), timed from the fork through the after-restore hook and the same set-up. What Lambda's
     restore itself costs (loading the snapshot) is not measured here.
@@ -249,6 +249,7 @@ SITE = Path(sysconfig.get_paths()["purelib"])
 BUILT_LAYER = ROOT / ".aws-sam" / "build" / "HtouhuiLayer" / "python"
 LAYER_PACKAGES = (  # the layer's top-level entries when there is no build to read them from
     "htouhui",
+    "onboarding",
     "aws_lambda_powertools",
     "pydantic",
     "pydantic_core",
@@ -268,7 +269,7 @@ LAYER_PACKAGES = (  # the layer's top-level entries when there is no build to re
 
 
 def copy_layer(into: Path, *, compiled: bool) -> Path:
-    """The layer's packages (this machine's builds of them) and htouhui, with or without .pyc files.
+    """The layer's packages (this machine's builds of them), htouhui and onboarding, with or without .pyc files.
 
     With: compiled as `make build` compiles the built layer (unchecked-hash: used without a source
     timestamp check). Without: what `sam build` alone ships, so Lambda compiles every module at every cold
@@ -283,7 +284,7 @@ def copy_layer(into: Path, *, compiled: bool) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in names:
-        source = LAYER / name if name == "htouhui" else SITE / name
+        source = LAYER / name if name in ("htouhui", "onboarding") else SITE / name
         if name.endswith(".so"):  # the build's own is for arm64: this machine's stands in
             matches = sorted(SITE.glob(name.split(".")[0] + ".*.so"))
             if not matches:

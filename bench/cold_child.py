@@ -6,7 +6,7 @@ start-up is the same for every target) and stops when `import app` returns: Lamb
 our code. Peak memory is the process's VmHWM (peak resident set) at that moment: not ru_maxrss, which on
 Linux keeps the forking parent's peak across exec. With `setup`, the first request's set-up (settings, store,
 DynamoDB client) is timed after the import too. With `restored`, the environment is primed as the SnapStart
-hook primes it before the snapshot (htouhui.priming), then forked: the child stands in for an environment
+hook primes it before the snapshot (onboarding.ops.priming), then forked: the child stands in for an environment
 restored from the snapshot, and its clock starts at the fork (the after-restore hook, then the same set-up).
 """
 
@@ -46,14 +46,15 @@ then = None
 mode = sys.argv[3] if len(sys.argv) > 3 else ""
 extra = {}
 if mode == "setup":
-    from htouhui import runtime
+    from onboarding import runtime
 
     runtime.onboarding().store.client()
     then = time.perf_counter() - started
 elif mode == "restored":
     import os
 
-    from htouhui import priming, runtime
+    from onboarding import runtime
+    from onboarding.ops import priming
 
     primed_at = time.perf_counter()
     priming.before_snapshot()

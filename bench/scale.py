@@ -5,13 +5,13 @@ other hour; 20 % never ask for a form; of the form users 70 % reach status 3 by 
 the form (before the first check), 5 % reach it but the notification is lost, 25 % stall at 0, 1 or 2.
 
 1. The cohort model (numpy, full scale, 365 days, one-minute bins): every form cohort's checks are due at
-   `form + step * (1 + U[0, JITTER))` (htouhui.schedule's ladder and jitter), a FIFO fluid queue serves them at
-   the scheduled workers' share of the budget (htouhui.reconcile.scheduled_rate), oldest due first. Per day:
+   `form + step * (1 + U[0, JITTER))` (onboarding.schedule's ladder and jitter), a FIFO fluid queue serves them at
+   the scheduled workers' share of the budget (onboarding.reconcile.scheduled_rate), oldest due first. Per day:
    Htouhui queries, peak queries per second, index size, worst delay between due and checked (outside and
    inside the peak hour and the hour after), index writes per shard per second.
-2. The real code (a 1:1000 sample, 14 days, simulated clock): htouhui.reconcile.dispatch every minute and
-   htouhui.reconcile.work on worker slots, over Onboarding with in-memory stand-ins for the table (the same
-   conditions as htouhui.store), the queue and Htouhui. Its per-user query counts are compared with the
+2. The real code (a 1:1000 sample, 14 days, simulated clock): onboarding.reconcile.dispatch every minute and
+   onboarding.reconcile.work on worker slots, over Onboarding with in-memory stand-ins for the table (the same
+   conditions as onboarding.store), the queue and Htouhui. Its per-user query counts are compared with the
    cohort model's; it also checks that no check is lost, no user is checked twice at once, the budget is
    never exceeded in any second and the dispatcher sends the oldest due first.
 """
@@ -149,10 +149,10 @@ class SimClock:
 
 
 class MemoryStore:
-    """htouhui.store.UserStore's reconciliation and status rules over dicts, conditions and all."""
+    """onboarding.store.UserStore's reconciliation and status rules over dicts, conditions and all."""
 
     def __init__(self) -> None:
-        from htouhui.store import UserRecord
+        from onboarding.store import UserRecord
 
         self._record = UserRecord
         self.items: dict[str, dict[str, Any]] = {}
@@ -195,7 +195,7 @@ class MemoryStore:
         return self._record(**fields)
 
     def due(self, shard: str, now: int, limit: int) -> list[Any]:
-        from htouhui.store import DueUser
+        from onboarding.store import DueUser
 
         rows = self.index.get(shard, [])
         end = bisect.bisect_right(rows, (now, "\uffff"))
@@ -268,7 +268,7 @@ class MemoryStore:
             item.pop("check_token", None)
 
     def apply_status(self, update: Any) -> Any:
-        from htouhui.store import ApplyOutcome
+        from onboarding.store import ApplyOutcome
 
         item = self.items[update.third_party_user_id]
         if (item.get("status") or -1) >= update.status:
@@ -361,10 +361,10 @@ def sample_run(
     days: int, budget: float, keys_dir: Path, *, workers: int = 9, priority_workers: int = 1
 ) -> dict[str, Any]:
     """The real dispatcher and worker over the stand-ins: SAMPLE-times fewer users and SAMPLE-times less budget."""
-    from htouhui import reconcile, schedule
-    from htouhui.config import Settings
     from htouhui.models import id_card_check_character
-    from htouhui.onboarding import Onboarding
+    from onboarding import reconcile, schedule
+    from onboarding.config import Settings
+    from onboarding.rules import Onboarding
 
     settings = Settings.from_env(
         {
@@ -457,7 +457,7 @@ def sample_run(
             user = event.data
             htouhui.status[user] = 3
             if outcomes[user] == "notified":  # the notification, through the same monotonic update
-                from htouhui.store import StatusUpdate
+                from onboarding.store import StatusUpdate
 
                 store.apply_status(StatusUpdate(user, f"H{user}", 3, "notify", clock()))
         elif event.kind == "dispatch":
@@ -559,8 +559,8 @@ def measure(
     plot: Path | None = None,
     progress: Callable[[str], None] = lambda _line: None,
 ) -> tuple[list[Figure], dict[str, Any]]:
-    from htouhui import reconcile, schedule
-    from htouhui.config import Settings
+    from onboarding import reconcile, schedule
+    from onboarding.config import Settings
 
     defaults = Settings.__dataclass_fields__
     ladder = defaults["reconcile_ladder"].default

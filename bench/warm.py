@@ -90,7 +90,7 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 def quiet_logs() -> Iterator[io.StringIO]:
     """Log lines and EMF metrics written as in Lambda (formatted, masked), into a buffer nobody reads."""
     sink = io.StringIO()
-    from htouhui.observability import logger
+    from onboarding.observability import logger
 
     handlers = [
         handler
@@ -169,7 +169,7 @@ def floor_handlers(htouhui_public: Any, dynamodb: Any) -> tuple[Handler, Handler
     the store's own request builders, so they are byte for byte the requests the real handler sends.
     """
     from htouhui import protocol
-    from htouhui.store import StatusUpdate, UserStore
+    from onboarding.store import StatusUpdate, UserStore
 
     template = UserStore(USERS_TABLE, NOTIFICATIONS_TABLE)  # only to build the identical requests
 
@@ -223,8 +223,9 @@ def measure(
     import boto3
     from botocore.config import Config
 
-    from htouhui import protocol, runtime
+    from htouhui import protocol
     from htouhui.models import id_card_check_character
+    from onboarding import runtime
 
     env = {
         **function_environment("notify", keys_dir=keys_dir),

@@ -37,7 +37,7 @@ htouhui_public_key = _test_key("htouhui_public_key", protocol.load_public_key)
 @pytest.fixture
 def log_sink() -> Iterator[io.StringIO]:
     """What the layer's logger writes (JSON lines, already masked), instead of the terminal."""
-    from htouhui import observability
+    from onboarding import observability
 
     sink = io.StringIO()
     handler = observability.logger.registered_handler

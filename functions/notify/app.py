@@ -14,10 +14,11 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from htouhui import callbacks, priming, runtime
-from htouhui.api import NOTIFY_PATH, RETURN_PATH, create_resolver
-from htouhui.errors import NotificationRejected, RejectionReason, StoreUnavailable
-from htouhui.observability import (
+from htouhui.protocol import MalformedMessage
+from onboarding import callbacks, runtime
+from onboarding.api import NOTIFY_PATH, RETURN_PATH, create_resolver
+from onboarding.errors import NotificationRejected, RejectionReason, StoreUnavailable
+from onboarding.observability import (
     NOTIFICATIONS_ACCEPTED,
     NOTIFICATIONS_DUPLICATE,
     NOTIFICATIONS_REJECTED,
@@ -28,9 +29,9 @@ from htouhui.observability import (
     logger,
     metrics,
 )
-from htouhui.protocol import MalformedMessage
-from htouhui.source_ip import notify_source_allowed
-from htouhui.store import ApplyOutcome
+from onboarding.ops import priming
+from onboarding.source_ip import notify_source_allowed
+from onboarding.store import ApplyOutcome
 
 TEXT: Final = content_types.TEXT_PLAIN + "; charset=utf-8"
 OUTCOME_METRIC: Final = {
@@ -41,7 +42,7 @@ OUTCOME_METRIC: Final = {
 }
 
 app = create_resolver(enable_validation=False)
-priming.install()  # NotifyColdStart: SnapStart hooks, or priming now for provisioned concurrency (htouhui.priming)
+priming.install()  # NotifyColdStart: SnapStart hooks, or priming now for provisioned concurrency (ops.priming)
 
 
 def _text(status: int, body: str) -> Response[str]:

@@ -12,8 +12,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from htouhui import runtime
-from htouhui.api import (
+from htouhui.page import HTML
+from onboarding import runtime
+from onboarding.api import (
     ERROR_RESPONSES,
     JSON,
     NOTIFY_PATH,
@@ -25,9 +26,8 @@ from htouhui.api import (
     own_host,
     wants_html,
 )
-from htouhui.models import OpenAccountBody
-from htouhui.observability import logger, metrics
-from htouhui.page import HTML
+from onboarding.models import OpenAccountBody
+from onboarding.observability import logger, metrics
 
 app = create_resolver()
 

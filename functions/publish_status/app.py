@@ -13,8 +13,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from htouhui.observability import logger, metrics
-from htouhui.status_events import batch_answer, events_client, publish, set_events_client
+from onboarding.observability import logger, metrics
+from onboarding.status_events import batch_answer, events_client, publish, set_events_client
 
 __all__ = ["lambda_handler", "set_events_client"]  # set_events_client: tests inject a client through the handler
 

@@ -9,10 +9,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from htouhui import runtime
-from htouhui.api import ERROR_RESPONSES, JSON, UserIdInPath, create_resolver
-from htouhui.models import UserView
-from htouhui.observability import logger, metrics
+from onboarding import runtime
+from onboarding.api import ERROR_RESPONSES, JSON, UserIdInPath, create_resolver
+from onboarding.models import UserView
+from onboarding.observability import logger, metrics
 
 app = create_resolver()
 

@@ -1,7 +1,7 @@
 """Reconciliation dispatcher (every minute): due users from the sharded due-time index to the work queue.
 
 Bounded per run: the queue is topped up to two minutes of the scheduled workers' share of the rate budget,
-oldest due first over all shards; the rest waits in the index (htouhui.reconcile.dispatch).
+oldest due first over all shards; the rest waits in the index (onboarding.reconcile.dispatch).
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from htouhui import runtime
-from htouhui.config import ConfigError
-from htouhui.observability import RECONCILE_DISPATCHED, count, logger, metrics
-from htouhui.reconcile import SqsWorkQueue, dispatch
+from onboarding import runtime
+from onboarding.config import ConfigError
+from onboarding.observability import RECONCILE_DISPATCHED, count, logger, metrics
+from onboarding.reconcile import SqsWorkQueue, dispatch
 
 # Stop claiming users when less than this much of the invocation's time is left (the run ends cleanly).
 SAFETY_MILLISECONDS = 10_000

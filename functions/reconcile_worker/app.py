@@ -1,7 +1,7 @@
 """Reconciliation worker: SQS batches from the scheduled queue and the CheckUserStatus queue.
 
 Each message is one user: a dispatched due check, or an EventBridge CheckUserStatus event. Queries are
-paced per invocation slot so that all slots together stay within the rate budget (htouhui.reconcile);
+paced per invocation slot so that all slots together stay within the rate budget (onboarding.reconcile);
 a CheckUserStatus that could not be answered is reported as a batch item failure and delivered again.
 """
 
@@ -11,9 +11,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from htouhui import runtime
-from htouhui.observability import RECONCILE_FAILURES, RECONCILE_RETRIES, USERS_RECONCILED, count, logger, metrics
-from htouhui.reconcile import Message, Pacer, work
+from onboarding import runtime
+from onboarding.observability import RECONCILE_FAILURES, RECONCILE_RETRIES, USERS_RECONCILED, count, logger, metrics
+from onboarding.reconcile import Message, Pacer, work
 
 _pacer: Pacer | None = None  # one per container: one container runs one invocation at a time
 

@@ -8,10 +8,10 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from htouhui import runtime
-from htouhui.api import ERROR_RESPONSES, JSON, create_resolver
-from htouhui.models import RegisterBody, UserView
-from htouhui.observability import REGISTRATIONS, count, logger, metrics
+from onboarding import runtime
+from onboarding.api import ERROR_RESPONSES, JSON, create_resolver
+from onboarding.models import RegisterBody, UserView
+from onboarding.observability import REGISTRATIONS, count, logger, metrics
 
 app = create_resolver()
 

@@ -27,12 +27,7 @@ from pydantic import ValidationError
 
 from htouhui import protocol
 from htouhui.client import DEFAULT_QUERY_PATH, OPEN_ACCOUNT_PATH, REGISTER_PATH
-from htouhui.models import (
-    MOBILE_PATTERN,
-    THIRD_PARTY_USER_ID_PATTERN,
-    OpenAccountForm,
-    QueryRequest,
-)
+from htouhui.models import MOBILE_PATTERN, THIRD_PARTY_USER_ID_PATTERN, OpenAccountForm, QueryRequest
 from sandbox import DEFAULT_PARTNER_ID, rules
 from sandbox.delivery import Deliverer, Delivery
 from sandbox.faults import FaultError, Faults, InterfaceFault

@@ -30,7 +30,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from htouhui.models import id_card_check_character, mask_id_card
+from htouhui.models import id_card_check_character
+from onboarding.models import mask_id_card
 from stack.runner import LAYER, LOCAL, ROOT, StackConfig, free_port
 
 T = TypeVar("T")

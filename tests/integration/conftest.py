@@ -31,8 +31,9 @@ from helpers import (
 )
 from sandbox.server import RunningSandbox, Sandbox, SandboxConfig
 
-from htouhui import observability, protocol, runtime
+from htouhui import protocol
 from htouhui.client import HtouhuiClient
+from onboarding import observability, runtime
 
 TIME_SCALE = 0.05  # the module sandbox's delivery schedule: first retry after 0.75 s, answer time-out 0.25 s
 

@@ -1,4 +1,4 @@
-"""python -m htouhui.admin against moto's server (DynamoDB, SQS, EventBridge), on tables created from
+"""python -m onboarding.ops.admin against moto's server (DynamoDB, SQS, EventBridge), on tables created from
 template.yaml and users onboarded through the real handlers: show (masked, history by Query), check (the event
 reaches a rule's target), stuck (the sparse index, with its read cost), redrive (receive, send, delete), reapply
 (a stored notification verified again), erase (personal values gone, tombstone kept)."""
@@ -14,8 +14,8 @@ import pytest
 from helpers import Stack, json_body, valid_id_card
 
 from htouhui import protocol
-from htouhui.admin import main
-from htouhui.erasure import PERSONAL_USER_ATTRIBUTES
+from onboarding.ops.admin import main
+from onboarding.ops.erasure import PERSONAL_USER_ATTRIBUTES
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 

@@ -13,7 +13,8 @@ import boto3
 import pytest
 from helpers import PARTNER_ID, Stack, header, http_event, json_body, load_event
 
-from htouhui import protocol, runtime
+from htouhui import protocol
+from onboarding import runtime
 
 # Powertools warns when an invocation counted nothing: normal here.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from helpers import Stack, header, json_body, load_event, valid_id_card
 
-from htouhui import observability
+from onboarding import observability
 
 # Powertools warns when an invocation counted nothing: normal here.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from helpers import Stack, json_body, load_event, sqs_event, valid_id_card
 from test_hostile_input import dump
 
-from htouhui import runtime
+from onboarding import runtime
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 

@@ -21,7 +21,7 @@ from helpers import Stack, header, json_body, valid_id_card
 from test_handlers_onboarding import captured_logs  # noqa: F401  # the shared log capture fixture
 from test_hostile_input import dump
 
-from htouhui import runtime
+from onboarding import runtime
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 

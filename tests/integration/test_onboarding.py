@@ -1,4 +1,4 @@
-"""htouhui.onboarding against a moto DynamoDB server and an in-process Htouhui (httpx.MockTransport)."""
+"""onboarding.rules against a moto DynamoDB server and an in-process Htouhui (httpx.MockTransport)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from htouhui_fake import FakeHtouhui
 
 from htouhui import protocol
 from htouhui.client import HtouhuiClient
-from htouhui.config import Settings
-from htouhui.errors import (
-    HtouhuiBusy,
-    HtouhuiRejected,
+from htouhui.errors import HtouhuiBusy, HtouhuiRejected
+from onboarding.config import Settings
+from onboarding.errors import (
     InvalidInput,
     MobileMismatch,
     NotificationRejected,
@@ -26,9 +25,9 @@ from htouhui.errors import (
     StoreUnavailable,
     UserNotFound,
 )
-from htouhui.models import OpenAccountBody, RegisterBody
-from htouhui.onboarding import Onboarding
-from htouhui.store import ApplyOutcome, UserStore
+from onboarding.models import OpenAccountBody, RegisterBody
+from onboarding.rules import Onboarding
+from onboarding.store import ApplyOutcome, UserStore
 
 PARTNER = "P2026000001"
 ID_CARD = "11010519491231002X"

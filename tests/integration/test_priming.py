@@ -1,4 +1,4 @@
-"""htouhui.priming: the notify function's SnapStart hooks and provisioned-concurrency priming (NotifyColdStart).
+"""onboarding.ops.priming: the notify function's SnapStart hooks and provisioned-concurrency priming (NotifyColdStart).
 
 `snapshot_restore_py` exists only in Lambda's Python runtimes; here a stand-in of a few lines on sys.path records
 what is registered, as the runtime's module does, and the test runs the callables as Lambda would (before the
@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 from helpers import TEST_KEYS, Stack
 
-from htouhui import priming, runtime
-from htouhui.config import Settings
+from onboarding import runtime
+from onboarding.config import Settings
+from onboarding.ops import priming
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 

@@ -1,4 +1,4 @@
-"""`python -m htouhui probe` and `explain` (issue 12): run as a merchant's engineer would, as a subprocess, against
+"""`python -m onboarding.ops probe` and `explain`: run as a merchant's engineer would, as a subprocess, against
 the sandbox started with each built-in profile; the last line names the profile that works."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ HTOUHUI_PUBLIC = TEST_KEYS / "htouhui_public.pem"
 
 def cli(*args: str | Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "htouhui", *map(str, args)],
+        [sys.executable, "-m", "onboarding.ops", *map(str, args)],
         input=stdin,
         capture_output=True,
         text=True,

@@ -18,10 +18,10 @@ from helpers import PARTNER_ID, TEST_KEYS, create_tables, dynamodb_client, moto_
 from sandbox.server import RunningSandbox
 
 from htouhui.client import HtouhuiClient
-from htouhui.config import Settings
-from htouhui.models import OpenAccountBody, RegisterBody
-from htouhui.onboarding import Onboarding
-from htouhui.store import UserStore
+from onboarding.config import Settings
+from onboarding.models import OpenAccountBody, RegisterBody
+from onboarding.rules import Onboarding
+from onboarding.store import UserStore
 
 API = "http://127.0.0.1:9"  # our own API's address: only put into the form, never called here
 

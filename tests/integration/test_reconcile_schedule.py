@@ -24,9 +24,9 @@ from test_onboarding import (  # the same fixtures: moto, the fake Htouhui, a cl
     store,
 )
 
-from htouhui import schedule
-from htouhui.onboarding import CheckOutcome, Onboarding
-from htouhui.reconcile import Message, Pacer, dispatch, run_limit, work
+from onboarding import schedule
+from onboarding.reconcile import Message, Pacer, dispatch, run_limit, work
+from onboarding.rules import CheckOutcome, Onboarding
 
 __all__ = ["clock", "fake", "onboarding", "store"]  # fixtures, used by name
 

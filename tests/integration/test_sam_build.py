@@ -94,9 +94,13 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, floa
 def test_layer_holds_htouhui_and_the_pinned_dependencies(build: tuple[Path, float]) -> None:
     build_dir, elapsed = build
     python = build_dir / "HtouhuiLayer" / "python"
-    assert (python / "htouhui" / "__init__.py").is_file()
-    for module in ("protocol", "models", "client", "config", "store"):
-        assert (python / "htouhui" / f"{module}.py").is_file(), module
+    for package, modules in {
+        "htouhui": ("__init__", "protocol", "models", "client", "page", "errors"),
+        "onboarding": ("__init__", "config", "store", "rules", "ops/admin"),
+    }.items():
+        for module in modules:
+            assert (python / package / f"{module}.py").is_file(), f"{package}/{module}"
+    assert (python / "htouhui" / "py.typed").is_file()
     installed = {}
     for info in python.glob("*.dist-info"):
         name, version = info.name.removesuffix(".dist-info").rsplit("-", 1)

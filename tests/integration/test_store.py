@@ -1,4 +1,4 @@
-"""htouhui.store against a real moto DynamoDB server, tables created with the design's keys and indexes."""
+"""onboarding.store against a real moto DynamoDB server, tables created with the design's keys and indexes."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from htouhui.errors import (
+from onboarding.errors import (
     HtouhuiUserIdMismatch,
     IdCardMismatch,
     RegistrationRequired,
     StoreUnavailable,
     UserNotFound,
 )
-from htouhui.schedule import Slot
-from htouhui.store import ApplyOutcome, ClaimOutcome, StatusUpdate, UserStore
+from onboarding.schedule import Slot
+from onboarding.store import ApplyOutcome, ClaimOutcome, StatusUpdate, UserStore
 
 NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 ID_CARD = "11010519491231002X"
@@ -402,7 +402,7 @@ def test_lazy_client_honours_the_endpoint_environment(aws: str, tables: tuple[st
 def test_the_stream_yields_one_event_per_status_change(store: UserStore, aws: str) -> None:
     import boto3
 
-    from htouhui.status_events import status_change
+    from onboarding.status_events import status_change
 
     register(store, "s1")
     store.mark_open_requested("s1", ID_CARD, NOW)

@@ -27,9 +27,10 @@ from test_onboarding import (  # the module's fixtures and helpers, one definiti
 
 from htouhui import protocol
 from htouhui.client import HtouhuiClient
-from htouhui.errors import HtouhuiProtocolError, NotificationRejected
-from htouhui.onboarding import Onboarding
-from htouhui.store import ApplyOutcome, UserStore
+from htouhui.errors import HtouhuiProtocolError
+from onboarding.errors import NotificationRejected
+from onboarding.rules import Onboarding
+from onboarding.store import ApplyOutcome, UserStore
 
 MASKED_CARD = "622202******3445"
 FULL_CARD = "6222020200112233445"

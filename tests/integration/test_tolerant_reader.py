@@ -20,7 +20,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from helpers import PARTNER_ID, Stack, http_event, json_body, log_entries
 
-from htouhui import protocol, runtime
+from htouhui import protocol
+from onboarding import runtime
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 

@@ -1,4 +1,4 @@
-"""htouhui.api: the one table from a failure to API.md's error answer, and the request helpers."""
+"""onboarding.api: the one table from a failure to API.md's error answer, and the request helpers."""
 
 from __future__ import annotations
 
@@ -10,14 +10,10 @@ from helpers import http_event, invoke, json_body
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from htouhui import api, runtime
-from htouhui.config import Settings
-from htouhui.errors import (
-    HtouhuiBusy,
-    HtouhuiProtocolError,
-    HtouhuiRejected,
-    HtouhuiSignatureError,
-    HtouhuiTimeout,
+from htouhui.errors import HtouhuiBusy, HtouhuiProtocolError, HtouhuiRejected, HtouhuiSignatureError, HtouhuiTimeout
+from onboarding import api, runtime
+from onboarding.config import Settings
+from onboarding.errors import (
     HtouhuiUserIdMismatch,
     IdCardMismatch,
     InvalidInput,
@@ -27,7 +23,7 @@ from htouhui.errors import (
     StoreUnavailable,
     UserNotFound,
 )
-from htouhui.models import RegisterBody, UserView
+from onboarding.models import RegisterBody, UserView
 
 # Powertools warns when an invocation counted nothing: normal here.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -213,8 +209,9 @@ def test_register_never_answers_500(fake_onboarding: Any, body: str | bytes, bas
 
 
 def test_the_most_specific_entry_of_the_table_wins_whatever_its_place() -> None:
-    from htouhui.api import ERRORS, error_for
-    from htouhui.errors import HtouhuiTimeout, HtouhuiUnreachable, MobileMismatch
+    from htouhui.errors import HtouhuiTimeout, HtouhuiUnreachable
+    from onboarding.api import ERRORS, error_for
+    from onboarding.errors import MobileMismatch
 
     class LateTimeout(HtouhuiTimeout):
         """A subclass nobody listed: it takes its nearest listed ancestor's answer."""

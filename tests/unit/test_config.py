@@ -17,8 +17,8 @@ from moto import mock_aws
 
 from htouhui import protocol
 from htouhui.client import DEFAULT_QUERY_PATH, ENVIRONMENTS, HtouhuiClient
-from htouhui.config import ConfigError, Settings
 from htouhui.models import RegisterRequest
+from onboarding.config import ConfigError, Settings
 
 MERCHANT_PRIVATE_PEM = (TEST_KEYS / "merchant_private.pem").read_text()
 MERCHANT_PUBLIC_PEM = (TEST_KEYS / "merchant_public.pem").read_text()
@@ -356,7 +356,7 @@ def test_a_rotated_secret_reaches_warm_settings_after_the_cache_time(
     secrets.delete_secret(SecretId="htouhui/public", ForceDeleteWithoutRecovery=True)
     parameters.clear_caches()
     now[0] = 200.0
-    with caplog.at_level(logging.WARNING, logger="htouhui.config"):
+    with caplog.at_level(logging.WARNING, logger="onboarding.config"):
         assert settings.keys(clock=lambda: now[0]) is second
     assert any("reloading the keys failed" in record.getMessage() for record in caplog.records)
 
@@ -368,7 +368,7 @@ def test_the_first_load_failing_is_an_error(aws: None) -> None:
 
 
 def test_the_policy_allows_return_urls_on_configured_hosts_only() -> None:
-    from htouhui.onboarding import Policy
+    from onboarding.rules import Policy
 
     policy = Policy.of(
         Settings.from_env(

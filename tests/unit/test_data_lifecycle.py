@@ -1,6 +1,6 @@
 """Data lifecycle and recovery in template.yaml: the daily AWS Backup plan of the users table (optional cross-region
 copy), the notification-history TTL (off by default, never under 3 days, the same rule in the template and in
-htouhui.retention), the CheckUserStatus rule's optional source list, and the history record that keeps a
+onboarding.retention), the CheckUserStatus rule's optional source list, and the history record that keeps a
 notification as received (all fields and sign) and its expiry, written by the store on the template's tables."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from stack.aws import create_template_tables
 from stack.template import NO_VALUE
 from template_tools import deployed, load_template
 
-from htouhui import retention
-from htouhui.store import ApplyOutcome, StatusUpdate, UserStore
+from onboarding import retention
+from onboarding.store import ApplyOutcome, StatusUpdate, UserStore
 
 COPY_VAULT = "arn:aws:backup:ap-southeast-1:123456789012:backup-vault:htouhui-copy"
 

@@ -11,15 +11,14 @@ from htouhui import models
 from htouhui.models import (
     BrowserReturn,
     Notification,
-    OpenAccountBody,
     OpenAccountForm,
     OpenAccountNotification,
     QueryRequest,
     QueryResponse,
-    RegisterBody,
     RegisterRequest,
     RegisterResponse,
 )
+from onboarding.models import OpenAccountBody, RegisterBody
 
 VALID_ID_CARD = "11010519491231002X"  # the example of GB 11643-1999 itself
 OTHER_VALID_ID_CARDS = ["440524188001010014", "110101199001010015", "440301199003071230"]

@@ -1,4 +1,4 @@
-"""htouhui.observability: masking of personal data in every log line, and the metrics hooks."""
+"""onboarding.observability: masking of personal data in every log line, and the metrics hooks."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from helpers import log_entries
 from hypothesis import given
 from hypothesis import strategies as st
 
-from htouhui import observability
 from htouhui.client import CallRecord
 from htouhui.models import id_card_check_character
+from onboarding import observability
 
 # Powertools warns when an invocation counted nothing: normal here.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")

@@ -1,4 +1,4 @@
-"""htouhui.source_ip: the optional allow-list of Htouhui's callback addresses (pure functions, no AWS)."""
+"""onboarding.source_ip: the optional allow-list of Htouhui's callback addresses (pure functions, no AWS)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from htouhui.source_ip import AllowListError, is_allowed, notify_source_allowed, parse_networks
+from onboarding.source_ip import AllowListError, is_allowed, notify_source_allowed, parse_networks
 
 
 def _event(source_ip: object) -> dict[str, object]:

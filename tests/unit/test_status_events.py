@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from htouhui.status_events import DETAIL_TYPE, SOURCE, put_events_entry, status_change
+from onboarding.status_events import DETAIL_TYPE, SOURCE, put_events_entry, status_change
 
 
 def image(status: int | None = None, **extra: str) -> dict[str, Any]:

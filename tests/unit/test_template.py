@@ -1,6 +1,6 @@
 """template.yaml, checked offline: linted, transformed with aws-sam-translator (no AWS call), and compared with
 the code it deploys: every handler imports, every route reaches the function and the authorisation API.md gives,
-the tables are those `htouhui.store` uses (exercised against moto with the template's own definitions), and each
+the tables are those `onboarding.store` uses (exercised against moto with the template's own definitions), and each
 function's role grants exactly what that function touches.
 """
 
@@ -72,7 +72,7 @@ def _grants(table_actions: dict[str, tuple[str, ...]], *, keys: tuple[str, ...] 
     return grants
 
 
-# What each function touches (read from htouhui.store and htouhui.runtime): the store's calls per use case, and
+# What each function touches (read from onboarding.store and onboarding.runtime): the store's calls per use case, and
 # the key secrets a function reads: Settings.keys() (a Htouhui client, a signed form) reads all of them,
 # Settings.htouhui_public_keys() (verifying a notification or a return) only Htouhui's.
 # TransactWriteItems is not an IAM action: its Put and Update need PutItem and UpdateItem on their tables.
@@ -271,8 +271,8 @@ def test_globals_runtime_and_environment(template: dict[str, Any]) -> None:
     assert env["HTOUHUI_PARTNER_ID"] == {"Ref": "PartnerId"}
     assert env["RECONCILE_QUEUE_URL"] == {"Ref": "ReconcileQueue"}
     # the settings' defaults are the template's: one ladder, one budget, whichever way a function is started
-    from htouhui.config import Settings
-    from htouhui.schedule import parse_ladder
+    from onboarding.config import Settings
+    from onboarding.schedule import parse_ladder
 
     parameters = template["Parameters"]
     defaults = Settings.__dataclass_fields__
@@ -424,7 +424,7 @@ def test_outputs_hand_htouhui_the_notify_url(template: dict[str, Any]) -> None:
 
 
 def test_tables_match_the_store(template: dict[str, Any]) -> None:
-    from htouhui import store
+    from onboarding import store
 
     users = template["Resources"]["UsersTable"]["Properties"]
     assert users["KeySchema"] == [{"AttributeName": store.USERS_KEY, "KeyType": "HASH"}]
@@ -505,8 +505,8 @@ def template_tables(template: dict[str, Any], in_process_aws: None) -> Any:
 
 
 def test_store_works_on_the_tables_the_template_declares(template_tables: Any) -> None:
-    from htouhui.schedule import Slot
-    from htouhui.store import ApplyOutcome, ClaimOutcome, DueUser, StatusUpdate, UserStore
+    from onboarding.schedule import Slot
+    from onboarding.store import ApplyOutcome, ClaimOutcome, DueUser, StatusUpdate, UserStore
 
     store = UserStore("UsersTable", "NotificationsTable", dynamodb=template_tables)
     now = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)

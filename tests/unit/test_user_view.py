@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from htouhui.models import UserView, derive_stage, mask_bank_card, mask_id_card
+from onboarding.models import UserView, derive_stage, mask_bank_card, mask_id_card
 
 
 @pytest.mark.parametrize(

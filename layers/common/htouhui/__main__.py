@@ -4,8 +4,6 @@ canonical                       JSON fields on stdin -> the canonical string
 sign --key PRIVATE.pem          JSON fields on stdin -> the signature (base64)
 verify --key PUBLIC.pem [...]   JSON fields (with sign) on stdin -> valid / invalid (exit 0 / 1)
   (each takes --profile NAME_OR_PATH: a built-in profile of PROTOCOL.md §8, or a profile JSON file; default: default)
-probe --base-url URL ...        which profile a real Htouhui speaks (queries a made-up user per candidate)
-explain --key PUBLIC.pem        a captured notification (form) or answer (JSON) on stdin -> its profile
 keygen --out DIR                a new RSA-2048 pair: merchant_private.pem (PKCS#8), merchant_public.pem (SPKI)
 fingerprint --key KEY.pem       SHA-256 of the (public) key: what `verify` failures log, to compare with Htouhui
 """
@@ -42,30 +40,13 @@ def main(argv: list[str] | None = None) -> int:
             default=protocol.DEFAULT.name,
             help=f"a built-in profile ({', '.join(protocol.BUILT_IN)}) or the path of a profile JSON file",
         )
-    probe = commands.add_parser("probe", help="find the profile a Htouhui server speaks (run from an allowed address)")
-    where = probe.add_mutually_exclusive_group(required=True)
-    where.add_argument("--base-url", help="Htouhui's base URL, e.g. https://new-uat.test.htouhui.com")
-    where.add_argument("--env", choices=["uat", "stage", "prod"], help="Htouhui's environment (PROTOCOL.md section 1)")
-    probe.add_argument("--partner-id", required=True, help="the merchant number Htouhui issued")
-    probe.add_argument("--key", required=True, help="the merchant's private key: a path, file:, secretsmanager:, ssm:")
-    probe.add_argument("--htouhui-key", required=True, action="append", help="Htouhui's public key (same sources)")
-    probe.add_argument("--query-path", default=None, help="the query interface's path (default /openapi/user/query)")
-    probe.add_argument("--profile", action="append", default=[], help="a candidate profile (default: every built-in)")
-    probe.add_argument("--register-test-user", action="store_true", help="also register the made-up user first")
-    probe.add_argument("--allow-prod", action="store_true", help="allow probing Htouhui's production address")
-    explain = commands.add_parser("explain", help="under which profile does a captured message verify, and why not")
-    explain.add_argument("--key", required=True, action="append", help="Htouhui's public key (a path or key source)")
-    explain.add_argument("--profile", action="append", default=[], help="a candidate profile (default: every built-in)")
     keygen = commands.add_parser("keygen", help="write a new RSA-2048 merchant key pair")
     keygen.add_argument("--out", required=True, type=Path, help="the folder to write the two PEM files into")
     keygen.add_argument("--force", action="store_true", help="overwrite existing files")
     fingerprint = commands.add_parser("fingerprint", help="print the SHA-256 fingerprint of a public or private key")
     fingerprint.add_argument("--key", required=True, type=Path, help="a public or private key (any form)")
     args = parser.parse_args(argv)
-    if args.command in ("explain", "probe"):
-        logging.getLogger("htouhui").setLevel(logging.ERROR)  # they report each failure themselves
-    else:
-        _show_verification_details()
+    _show_verification_details()
 
     try:
         if args.command == "keygen":
@@ -73,10 +54,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fingerprint":
             print(protocol.fingerprint(_load_any_key(args.key.read_text())))
             return 0
-        if args.command == "probe":
-            return _probe(args)
-        if args.command == "explain":
-            return _explain(args)
         profile = protocol.load_profile(args.profile)
         fields = _read_fields()
         if args.command == "canonical":
@@ -92,40 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-
-
-def _probe(args: argparse.Namespace) -> int:
-    from htouhui import probe
-    from htouhui.client import DEFAULT_QUERY_PATH, ENVIRONMENTS
-
-    base_url = (args.base_url or ENVIRONMENTS[args.env]).rstrip("/")
-    probe.check_address(base_url, allow_prod=args.allow_prod)
-    target = probe.ProbeTarget(
-        base_url=base_url,
-        partner_id=args.partner_id,
-        merchant_key=protocol.load_private_key(probe.read_key_argument(args.key)),
-        htouhui_keys=[protocol.load_public_key(probe.read_key_argument(key)) for key in args.htouhui_key],
-        query_path=args.query_path or DEFAULT_QUERY_PATH,
-    )
-    candidates = probe.candidate_profiles(args.profile, protocol.load_profile)
-    print(f"probing {target.base_url} as {target.partner_id} with {len(candidates)} candidate profile(s)")
-    trials = probe.probe(target, candidates, register_test_user=args.register_test_user)
-    for trial in trials:
-        print(trial.line())
-    status, last = probe.conclusion(trials)
-    print(last)
-    return status
-
-
-def _explain(args: argparse.Namespace) -> int:
-    from htouhui import probe
-
-    keys = [protocol.load_public_key(probe.read_key_argument(key)) for key in args.key]
-    message = probe.read_message(sys.stdin.buffer.read().decode("utf-8"))
-    explanations = probe.explain(message, keys, probe.candidate_profiles(args.profile, protocol.load_profile))
-    status, lines = probe.explanation_lines(explanations)
-    print("\n".join(lines))
-    return status
 
 
 def _read_fields() -> dict[str, str]:

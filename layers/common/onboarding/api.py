@@ -32,20 +32,17 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from pydantic import BaseModel, ConfigDict
 
 from htouhui.errors import (
-    Conflict,
     HtouhuiBusy,
     HtouhuiProtocolError,
     HtouhuiRejected,
     HtouhuiSignatureError,
     HtouhuiTimeout,
     HtouhuiUnreachable,
-    InvalidInput,
-    StoreUnavailable,
-    UserNotFound,
     code_meaning,
 )
 from htouhui.models import ThirdPartyUserId, is_loopback_host
-from htouhui.observability import logger
+from onboarding.errors import Conflict, InvalidInput, StoreUnavailable, UserNotFound
+from onboarding.observability import logger
 
 JSON: Final = "application/json; charset=utf-8"
 # Our JSON bodies are a few hundred bytes; anything far larger is refused before it is parsed.

@@ -10,11 +10,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from htouhui.config import Settings
+from onboarding.config import Settings
 
 if TYPE_CHECKING:
     from htouhui.client import HtouhuiClient
-    from htouhui.onboarding import Onboarding
+    from onboarding.rules import Onboarding
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
@@ -31,7 +31,7 @@ def settings() -> Settings:
 def client_factory(current: Settings) -> Callable[[], HtouhuiClient]:
     """A factory of Htouhui clients that report every attempt to the metrics (latency and result code)."""
     from htouhui.client import HtouhuiClient
-    from htouhui.observability import record_attempt
+    from onboarding.observability import record_attempt
 
     def build() -> HtouhuiClient:
         keys = current.keys()
@@ -44,9 +44,9 @@ def onboarding() -> Onboarding:
     current = settings()
     with _lock:
         if "onboarding" not in _state:
-            from htouhui.onboarding import Onboarding
-            from htouhui.retention import history_days
-            from htouhui.store import UserStore
+            from onboarding.retention import history_days
+            from onboarding.rules import Onboarding
+            from onboarding.store import UserStore
 
             store = UserStore(
                 _required(current.users_table, "USERS_TABLE"),
@@ -68,8 +68,8 @@ def reconcile_onboarding() -> Onboarding:
         if "reconcile_onboarding" not in _state:
             import dataclasses
 
-            from htouhui.onboarding import Onboarding
-            from htouhui.store import UserStore
+            from onboarding.rules import Onboarding
+            from onboarding.store import UserStore
 
             once = dataclasses.replace(current.client, retry=dataclasses.replace(current.client.retry, max_attempts=1))
             single = dataclasses.replace(current, client=once)
@@ -86,7 +86,7 @@ def configure(**values: Any) -> None:
 
 
 def peek() -> dict[str, Any]:
-    """What has been built so far (nothing is built by looking): htouhui.priming's after-restore refresh."""
+    """What has been built so far (nothing is built by looking): onboarding.ops.priming's after-restore refresh."""
     with _lock:
         return dict(_state)
 
@@ -98,7 +98,7 @@ def reset() -> None:
 
 def _required(value: str | None, name: str) -> str:
     if not value:
-        from htouhui.config import ConfigError
+        from onboarding.config import ConfigError
 
         raise ConfigError([f"{name} is required"])
     return value

@@ -25,8 +25,8 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from htouhui.client import CallRecord
-from htouhui.models import mask_bank_card, mask_id_card  # one masking rule for logs and the user view
 from htouhui.protocol import REQUEST_FIELD
+from onboarding.models import mask_bank_card, mask_id_card  # one masking rule for logs and the user view
 
 SERVICE: Final = os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip() or "htouhui-onboarding"
 NAMESPACE: Final = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or "Htouhui"

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
-from htouhui import runtime
+from onboarding import runtime
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +112,10 @@ def _exercise_verify(profile: Any, partner_id: str) -> None:
     RSA verify, the models (nothing logged, nothing stored; verifying with Htouhui's keys would log a failure)."""
     from urllib.parse import urlencode
 
-    from htouhui import callbacks, protocol
+    from htouhui import protocol
     from htouhui.models import Notification, OpenAccountNotification
-    from htouhui.onboarding import OPEN_ACCOUNT_NOTIFY_TYPE
+    from onboarding import callbacks
+    from onboarding.rules import OPEN_ACCOUNT_NOTIFY_TYPE
 
     key = protocol.generate_private_key()
     fields = {

@@ -21,8 +21,8 @@ import httpx
 
 from htouhui import protocol
 from htouhui.client import DEFAULT_QUERY_PATH, ENVIRONMENTS, REGISTER_PATH
-from htouhui.config import read_key_source
 from htouhui.models import id_card_check_character
+from onboarding.config import read_key_source
 
 PRODUCTION_HOST: Final = urlsplit(ENVIRONMENTS["prod"]).hostname or ""
 OUTCOMES: Final = {"1001": "signature refused", "1002": "parameter refused"}

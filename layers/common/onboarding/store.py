@@ -4,7 +4,7 @@ Tables, keys and indexes are those of the bundle design (template.yaml declares 
 
 - users table, hash key `third_party_user_id`; one GSI `due-checks` (hash `check_shard`, range
   `next_check_at`, keys only, sparse: both attributes exist only while the user is on the reconciliation
-  schedule, htouhui.schedule), spread over N shards so that no single partition takes every write;
+  schedule, onboarding.schedule), spread over N shards so that no single partition takes every write;
 - notifications table, hash key `notify_no`: one history record per accepted notification.
 
 Every rule that matters under concurrency is a DynamoDB condition, never a read-then-write:
@@ -34,15 +34,15 @@ from typing import Any, Final, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from htouhui.errors import (
+from onboarding.errors import (
     HtouhuiUserIdMismatch,
     IdCardMismatch,
     RegistrationRequired,
     StoreUnavailable,
     UserNotFound,
 )
-from htouhui.models import COMPLETED_STATUS, UserView
-from htouhui.schedule import Slot
+from onboarding.models import COMPLETED_STATUS, UserView
+from onboarding.schedule import Slot
 
 __all__ = [
     "ApplyOutcome",
@@ -462,7 +462,7 @@ class UserStore:
         }
         if update.timestamp:
             item["timestamp"] = {"S": update.timestamp}
-        if update.raw is not None:  # re-verifiable and re-appliable later (python -m htouhui.admin reapply)
+        if update.raw is not None:  # re-verifiable and re-appliable later (python -m onboarding.ops.admin reapply)
             item["raw"] = _string_map(update.raw)
         if self.history_days > 0:
             item["expires_at"] = {"N": str(int(update.received_at.timestamp()) + self.history_days * 86_400)}

@@ -1,4 +1,4 @@
-"""Operator commands for a deployed stack (docs/runbook.md): `python -m htouhui.admin COMMAND ...`.
+"""Operator commands for a deployed stack (docs/runbook.md): `python -m onboarding.ops.admin COMMAND ...`.
 
     show USER                      the user item and its history, personal data masked (history: Query on by-user)
     check USER                     force a check: a CheckUserStatus event on the bus (reconcile answers it)
@@ -6,7 +6,7 @@
     redrive QUEUE_URL (--to-queue URL | --to-bus BUS) [--max N]
                                    move dead letters back: receive, send (or put the event), delete
     reapply NOTIFY_NO              verify a stored notification again and apply its level (no new history)
-    erase USER --yes               remove the user's personal values, keep a tombstone (htouhui.erasure)
+    erase USER --yes               remove the user's personal values, keep a tombstone (onboarding.ops.erasure)
 
 Tables come from --stack (the stack's outputs), else --users-table/--notifications-table, else USERS_TABLE and
 NOTIFICATIONS_TABLE; the bus from --bus or EVENT_BUS_NAME. AWS credentials and region are the usual ones
@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TextIO
 
-from htouhui.erasure import erase_user, history_keys
-from htouhui.observability import mask_field
-from htouhui.store import iso_utc
+from onboarding.observability import mask_field
+from onboarding.ops.erasure import erase_user, history_keys
+from onboarding.store import iso_utc
 
 CHECK_USER_STATUS: Final = "CheckUserStatus"
 ADMIN_SOURCE: Final = "htouhui.admin"
@@ -249,10 +249,10 @@ class Admin:
         Applied without its notify_no (the history record exists already): the user's status rises if the
         notification's level is higher, otherwise nothing changes.
         """
-        from htouhui import runtime
-        from htouhui.errors import NotificationRejected
-        from htouhui.onboarding import Onboarding
-        from htouhui.store import UserStore
+        from onboarding import runtime
+        from onboarding.errors import NotificationRejected
+        from onboarding.rules import Onboarding
+        from onboarding.store import UserStore
 
         found = self.dynamodb.get_item(TableName=self.notifications_table, Key={"notify_no": {"S": notify_no}})
         item = found.get("Item")
@@ -300,7 +300,7 @@ def _stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m htouhui.admin", description=__doc__.split("\n\n")[0])
+    top = argparse.ArgumentParser(prog="python -m onboarding.ops.admin", description=__doc__.split("\n\n")[0])
     top.add_argument("--stack", help="read the table names and the bus from this stack's outputs")
     top.add_argument("--users-table", default=os.environ.get("USERS_TABLE"))
     top.add_argument("--notifications-table", default=os.environ.get("NOTIFICATIONS_TABLE"))

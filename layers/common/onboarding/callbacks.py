@@ -15,9 +15,9 @@ from typing import Any, Final
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from htouhui.errors import code_meaning
-from htouhui.onboarding import ReturnOutcome
 from htouhui.page import HTML, html_document
 from htouhui.protocol import MalformedMessage, parse_form
+from onboarding.rules import ReturnOutcome
 
 MAX_BODY_BYTES: Final = 16 * 1024
 PAGE_SECURITY_HEADERS: Final = {

@@ -9,7 +9,7 @@ notification as received (`raw`: it holds the bank card number).
 What stays (the tombstone): the ids (third_party_user_id, htouhui_user_id, notify_no), the statuses, the dates,
 and `erased_at`, so that the merchant can still prove what happened and when, and a later notification for the
 user is recognised (docs/privacy.md). Erasing twice is harmless. Runs with the operator's credentials
-(`python -m htouhui.admin erase`), not in a Lambda function.
+(`python -m onboarding.ops.admin erase`), not in a Lambda function.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from htouhui.store import SCHEDULE_ATTRIBUTES, iso_utc
+from onboarding.store import SCHEDULE_ATTRIBUTES, iso_utc
 
 PERSONAL_USER_ATTRIBUTES: Final = ("id_card", "bank_card_number", "mobile_digest")
 PERSONAL_HISTORY_ATTRIBUTES: Final = ("raw", "bank_card_number")

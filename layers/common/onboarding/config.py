@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from htouhui import protocol
 from htouhui.client import DEFAULT_QUERY_PATH, ENVIRONMENTS, ClientOptions, RetryPolicy, Timeouts
 from htouhui.models import is_loopback_host
-from htouhui.schedule import DEFAULT_LADDER, DEFAULT_SHARDS, parse_ladder
+from onboarding.schedule import DEFAULT_LADDER, DEFAULT_SHARDS, parse_ladder
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ class Settings:
         return keys
 
     def loaded_kinds(self) -> tuple[str, ...]:
-        """What is cached now ("keys", "htouhui"), for htouhui.priming."""
+        """What is cached now ("keys", "htouhui"), for onboarding.ops.priming."""
         with self._lock:
             return tuple(self._loaded)
 

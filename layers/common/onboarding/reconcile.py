@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from htouhui import schedule
-from htouhui.config import Settings
-from htouhui.onboarding import CheckOutcome, DispatchReport, Onboarding, WorkQueue
+from onboarding import schedule
+from onboarding.config import Settings
+from onboarding.rules import CheckOutcome, DispatchReport, Onboarding, WorkQueue
 
 CHECK_USER_STATUS = "CheckUserStatus"
 QUEUE_HORIZON_SECONDS = 120  # the dispatcher keeps at most this much of the scheduled share queued

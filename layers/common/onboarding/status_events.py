@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from htouhui.models import COMPLETED_STATUS
-from htouhui.observability import STATUS_EVENTS_PUBLISHED, count, logger
+from onboarding.models import COMPLETED_STATUS
+from onboarding.observability import STATUS_EVENTS_PUBLISHED, count, logger
 
 SOURCE: Final = "htouhui.onboarding"
 DETAIL_TYPE: Final = "UserStatusChanged"

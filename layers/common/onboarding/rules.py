@@ -30,7 +30,7 @@ Decisions worth knowing:
 - A query answering status 0 is not stored: for the query interface 0 means "not opened (yet)",
   which cannot tell a user still on Htouhui's pages from a failed opening. Only a notification or a
   browser return records the failure (status 0, stage OPEN_FAILED).
-- Reconciliation is a per-user schedule (htouhui.schedule): a fresh form and any news below status 3
+- Reconciliation is a per-user schedule (onboarding.schedule): a fresh form and any news below status 3
   (notification, browser return, refresh, CheckUserStatus) restart the ladder from that moment.
 - The client is built by `client_factory` on first use and reused (it is thread-safe), and built again
   when the settings reload the keys, so a key rotated in Secrets Manager reaches warm containers.
@@ -52,12 +52,22 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from htouhui import protocol, schedule
+from htouhui import protocol
 from htouhui.client import HtouhuiClient
-from htouhui.config import Keys, Settings, is_acceptable_url
-from htouhui.errors import (
-    HtouhuiProtocolError,
-    HtouhuiRejected,
+from htouhui.errors import HtouhuiProtocolError, HtouhuiRejected
+from htouhui.models import (
+    BrowserReturn,
+    Notification,
+    OpenAccountForm,
+    OpenAccountNotification,
+    QueryRequest,
+    QueryResponse,
+    RegisterRequest,
+)
+from htouhui.page import OpenAccountPage, build_open_account_page
+from onboarding import schedule
+from onboarding.config import Keys, Settings, is_acceptable_url
+from onboarding.errors import (
     HtouhuiUserIdMismatch,
     InvalidInput,
     MobileMismatch,
@@ -68,21 +78,8 @@ from htouhui.errors import (
     StoreUnavailable,
     UserNotFound,
 )
-from htouhui.models import (
-    COMPLETED_STATUS,
-    BrowserReturn,
-    Notification,
-    OpenAccountBody,
-    OpenAccountForm,
-    OpenAccountNotification,
-    QueryRequest,
-    QueryResponse,
-    RegisterBody,
-    RegisterRequest,
-    UserView,
-)
-from htouhui.page import OpenAccountPage, build_open_account_page
-from htouhui.store import ApplyOutcome, ClaimOutcome, StatusUpdate, UserRecord, UserStore
+from onboarding.models import COMPLETED_STATUS, OpenAccountBody, RegisterBody, UserView
+from onboarding.store import ApplyOutcome, ClaimOutcome, StatusUpdate, UserRecord, UserStore
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,372 @@
+"""Operator commands for a deployed stack (docs/runbook.md): `python -m onboarding.ops.admin COMMAND ...`.
+
+    show USER                      the user item and its history, personal data masked (history: Query on by-user)
+    check USER                     force a check: a CheckUserStatus event on the bus (reconcile answers it)
+    stuck --days N [--status S]    users below status 3 not updated for N days (Query on the sparse index)
+    redrive QUEUE_URL (--to-queue URL | --to-bus BUS) [--max N]
+                                   move dead letters back: receive, send (or put the event), delete
+    reapply NOTIFY_NO              verify a stored notification again and apply its level (no new history)
+    erase USER --yes               remove the user's personal values, keep a tombstone (onboarding.ops.erasure)
+
+Tables come from --stack (the stack's outputs), else --users-table/--notifications-table, else USERS_TABLE and
+NOTIFICATIONS_TABLE; the bus from --bus or EVENT_BUS_NAME. AWS credentials and region are the usual ones
+(AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL for moto). Nothing personal is printed unmasked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TextIO
+
+from onboarding.observability import mask_field
+from onboarding.ops.erasure import erase_user, history_keys
+from onboarding.store import iso_utc
+
+CHECK_USER_STATUS: Final = "CheckUserStatus"
+ADMIN_SOURCE: Final = "htouhui.admin"
+# On-demand DynamoDB, us-east-1 list price per million read request units (eventually consistent reads
+# count half a unit per 4 KB); the printed cost is an order of magnitude, not a bill.
+PRICE_PER_MILLION_READ_UNITS: Final = 0.125
+SIGN_SHOWN: Final = 12
+
+
+def _plain(value: Mapping[str, Any]) -> Any:
+    """One DynamoDB attribute value as plain Python."""
+    (kind, inner), *_ = value.items()
+    if kind == "M":
+        return {name: _plain(item) for name, item in inner.items()}
+    if kind == "L":
+        return [_plain(item) for item in inner]
+    if kind == "N":
+        return int(inner) if str(inner).lstrip("-").isdigit() else float(inner)
+    return inner
+
+
+def plain_item(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    return {name: _plain(value) for name, value in item.items()}
+
+
+def masked(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A record for the terminal: personal values masked (by key, then by pattern), signatures shortened."""
+    shown: dict[str, Any] = {}
+    for name, value in item.items():
+        if isinstance(value, Mapping):
+            shown[name] = masked(value)
+        elif name == "sign" and isinstance(value, str):
+            shown[name] = value[:SIGN_SHOWN] + f"... ({len(value)} chars)"
+        elif name == "mobile_digest" and isinstance(value, str):
+            shown[name] = value[:8] + "..."
+        else:
+            shown[name] = mask_field(name, value)
+    return shown
+
+
+class Admin:
+    def __init__(
+        self,
+        dynamodb: Any,
+        users_table: str,
+        notifications_table: str,
+        *,
+        events: Any = None,
+        sqs: Any = None,
+        bus: str = "default",
+        out: TextIO = sys.stdout,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.dynamodb = dynamodb
+        self.users_table = users_table
+        self.notifications_table = notifications_table
+        self.events = events
+        self.sqs = sqs
+        self.bus = bus
+        self.out = out
+        self.clock = clock
+
+    def _print(self, value: Any) -> None:
+        print(json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str), file=self.out)
+
+    # --- show -------------------------------------------------------------------------------------------
+
+    def user(self, third_party_user_id: str) -> dict[str, Any] | None:
+        answer = self.dynamodb.get_item(
+            TableName=self.users_table, Key={"third_party_user_id": {"S": third_party_user_id}}, ConsistentRead=True
+        )
+        item = answer.get("Item")
+        return plain_item(item) if item else None
+
+    def history(self, third_party_user_id: str) -> list[dict[str, Any]]:
+        records = []
+        for notify_no in history_keys(self.dynamodb, self.notifications_table, third_party_user_id):
+            found = self.dynamodb.get_item(TableName=self.notifications_table, Key={"notify_no": {"S": notify_no}})
+            if "Item" in found:
+                records.append(plain_item(found["Item"]))
+        return records
+
+    def show(self, third_party_user_id: str) -> int:
+        user = self.user(third_party_user_id)
+        if user is None:
+            print(f"no user {third_party_user_id!r} in {self.users_table}", file=self.out)
+            return 1
+        self._print({"user": masked(user), "history": [masked(record) for record in self.history(third_party_user_id)]})
+        return 0
+
+    # --- check ------------------------------------------------------------------------------------------
+
+    def check(self, third_party_user_id: str) -> int:
+        answer = self.events.put_events(
+            Entries=[
+                {
+                    "Source": ADMIN_SOURCE,
+                    "DetailType": CHECK_USER_STATUS,
+                    "Detail": json.dumps({"third_party_user_id": third_party_user_id}),
+                    "EventBusName": self.bus,
+                }
+            ]
+        )
+        if answer.get("FailedEntryCount"):
+            self._print({"error": answer["Entries"]})
+            return 1
+        print(
+            f"CheckUserStatus for {third_party_user_id} put on bus {self.bus} ({answer['Entries'][0]['EventId']})",
+            file=self.out,
+        )
+        return 0
+
+    # --- stuck ------------------------------------------------------------------------------------------
+
+    def stuck(self, days: float, status: str | None = None, page_size: int = 500) -> int:
+        """Registered users below status 3 whose last update is older than `days`: a paged Scan of the table.
+
+        An operator's occasional question, not a hot path, so no index is kept for it (the only index holds due
+        check times). The Scan reads every item once, whatever the filter keeps: about 1 read unit per 8 KB
+        (eventually consistent), so a table of a million 1 KB items costs ~125,000 read units (well under a
+        US dollar on demand). Each page reports the read units it consumed.
+        """
+        cutoff = iso_utc(self.clock() - timedelta(days=days))
+        request: dict[str, Any] = {
+            "TableName": self.users_table,
+            "FilterExpression": (
+                "registration = :done AND updated_at < :cutoff AND attribute_not_exists(erased_at) "
+                "AND (attribute_not_exists(#status) OR #status < :three)"
+            ),
+            "ExpressionAttributeValues": {":done": {"S": "DONE"}, ":cutoff": {"S": cutoff}, ":three": {"N": "3"}},
+            "ProjectionExpression": "third_party_user_id, htouhui_user_id, #status, updated_at, created_at",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ReturnConsumedCapacity": "TOTAL",
+            "Limit": page_size,
+        }
+        if status == "none":
+            request["FilterExpression"] += " AND attribute_not_exists(#status)"
+        elif status is not None:
+            request["FilterExpression"] += " AND #status = :status"
+            request["ExpressionAttributeValues"][":status"] = {"N": str(int(status))}
+        found: list[dict[str, Any]] = []
+        read, units, pages = 0, 0.0, 0
+        while True:
+            answer = self.dynamodb.scan(**request)
+            pages += 1
+            read += int(answer.get("ScannedCount", 0))
+            units += float((answer.get("ConsumedCapacity") or {}).get("CapacityUnits", 0.0))
+            found.extend(plain_item(item) for item in answer.get("Items", []))
+            last = answer.get("LastEvaluatedKey")
+            if not last:
+                break
+            request["ExclusiveStartKey"] = last
+        self._print(
+            {
+                "cutoff": cutoff,
+                "users": found,
+                "read": {
+                    "items": read,
+                    "pages": pages,
+                    "read_units": units,
+                    "approx_usd": round(units * PRICE_PER_MILLION_READ_UNITS / 1_000_000, 6),
+                },
+            }
+        )
+        return 0
+
+    # --- redrive ----------------------------------------------------------------------------------------
+
+    def redrive(
+        self, queue_url: str, *, to_queue: str | None = None, to_bus: str | None = None, limit: int = 100
+    ) -> int:
+        """Receive up to `limit` dead letters, send each on (a queue, or its event back to a bus), then delete it.
+
+        A message is deleted only after it was sent on, so a failure in between leaves it in the dead-letter
+        queue (at worst sent twice, which the functions tolerate: every write is idempotent).
+        """
+        if (to_queue is None) == (to_bus is None):
+            raise ValueError("give exactly one of to_queue and to_bus")
+        moved = 0
+        while moved < limit:
+            answer = self.sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=min(10, limit - moved), WaitTimeSeconds=0, VisibilityTimeout=60
+            )
+            messages = answer.get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                if to_queue is not None:
+                    self.sqs.send_message(QueueUrl=to_queue, MessageBody=message["Body"])
+                else:
+                    self._put_back(message["Body"], str(to_bus))
+                self.sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                moved += 1
+        print(f"redriven {moved} message(s) from {queue_url}", file=self.out)
+        return 0
+
+    def _put_back(self, body: str, bus: str) -> None:
+        """An EventBridge event from a dead-letter queue (or a Lambda destination record holding one), re-put."""
+        document = json.loads(body)
+        event = document.get("requestPayload", document) if isinstance(document, dict) else document
+        if not isinstance(event, dict) or "detail-type" not in event:
+            raise ValueError("the message holds no EventBridge event to put back")
+        answer = self.events.put_events(
+            Entries=[
+                {
+                    "Source": str(event.get("source") or ADMIN_SOURCE),
+                    "DetailType": str(event["detail-type"]),
+                    "Detail": json.dumps(event.get("detail") or {}),
+                    "EventBusName": bus,
+                }
+            ]
+        )
+        if answer.get("FailedEntryCount"):
+            raise RuntimeError(f"EventBridge refused the event: {answer['Entries']}")
+
+    # --- reapply ----------------------------------------------------------------------------------------
+
+    def reapply(self, notify_no: str) -> int:
+        """Verify a stored notification (as received, sign included) again and apply its level to the user.
+
+        Applied without its notify_no (the history record exists already): the user's status rises if the
+        notification's level is higher, otherwise nothing changes.
+        """
+        from onboarding import runtime
+        from onboarding.errors import NotificationRejected
+        from onboarding.rules import Onboarding
+        from onboarding.store import UserStore
+
+        found = self.dynamodb.get_item(TableName=self.notifications_table, Key={"notify_no": {"S": notify_no}})
+        item = found.get("Item")
+        if not item or "raw" not in item:
+            print(
+                f"no stored notification {notify_no!r} with its fields (recorded before they were kept?)", file=self.out
+            )
+            return 1
+        fields = {name: str(value) for name, value in _plain(item["raw"]).items()}
+        store = UserStore(self.users_table, self.notifications_table, dynamodb=self.dynamodb)
+        onboarding = Onboarding.configured(runtime.settings(), store, _no_client, clock=self.clock)
+        try:
+            outcome = onboarding.reapply_notification(fields)
+        except NotificationRejected as refused:
+            print(
+                f"notification {notify_no} does not verify with the configured Htouhui keys and partner_id, or is "
+                f"refused: {refused.reason} ({refused.field}: {refused.rule})",
+                file=self.out,
+            )
+            return 1
+        status = fields.get("status", "?")
+        print(f"notification {notify_no} (status {status}): {outcome.name}", file=self.out)
+        return 0
+
+    # --- erase ------------------------------------------------------------------------------------------
+
+    def erase(self, third_party_user_id: str) -> int:
+        report = erase_user(
+            self.dynamodb, self.users_table, self.notifications_table, third_party_user_id, self.clock()
+        )
+        if not report.user_found and not report.history_records:
+            print(f"no user {third_party_user_id!r}: nothing erased", file=self.out)
+            return 1
+        print(
+            f"erased {third_party_user_id}: user item {'cleared' if report.user_found else 'absent'}, "
+            f"{report.history_records} history record(s) cleared; ids, statuses and dates kept",
+            file=self.out,
+        )
+        return 0
+
+
+def _stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
+    answer = cloudformation.describe_stacks(StackName=stack)
+    return {output["OutputKey"]: output["OutputValue"] for output in answer["Stacks"][0].get("Outputs", [])}
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m onboarding.ops.admin", description=__doc__.split("\n\n")[0])
+    top.add_argument("--stack", help="read the table names and the bus from this stack's outputs")
+    top.add_argument("--users-table", default=os.environ.get("USERS_TABLE"))
+    top.add_argument("--notifications-table", default=os.environ.get("NOTIFICATIONS_TABLE"))
+    top.add_argument("--bus", default=os.environ.get("EVENT_BUS_NAME", "default"))
+    commands = top.add_subparsers(dest="command", required=True)
+    commands.add_parser("show", help="the user and its history, masked").add_argument("user")
+    commands.add_parser("check", help="put a CheckUserStatus event on the bus").add_argument("user")
+    stuck = commands.add_parser("stuck", help="users below status 3 not updated for --days")
+    stuck.add_argument("--days", type=float, required=True)
+    stuck.add_argument("--status", help="only users at this status (1, 2, or none: registered, no status yet)")
+    redrive = commands.add_parser("redrive", help="move dead letters on and delete them")
+    redrive.add_argument("queue_url")
+    target = redrive.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to-queue")
+    target.add_argument("--to-bus")
+    redrive.add_argument("--max", type=int, default=100)
+    commands.add_parser("reapply", help="verify a stored notification and apply its level").add_argument("notify_no")
+    erase = commands.add_parser("erase", help="remove the user's personal values, keep a tombstone")
+    erase.add_argument("user")
+    erase.add_argument("--yes", action="store_true", help="required: erasure cannot be undone")
+    return top
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
+    import boto3
+
+    arguments = parser().parse_args(argv)
+    users, notifications, bus = arguments.users_table, arguments.notifications_table, arguments.bus
+    if arguments.stack:
+        outputs = _stack_outputs(boto3.client("cloudformation"), arguments.stack)
+        users = outputs.get("UsersTableName", users)
+        notifications = outputs.get("NotificationsTableName", notifications)
+        bus = outputs.get("EventBusName", bus)
+    if arguments.command not in ("check", "redrive") and not users:
+        print("no users table: --stack, --users-table or USERS_TABLE", file=sys.stderr)
+        return 2
+    admin = Admin(
+        boto3.client("dynamodb"),
+        users or "",
+        notifications or "",
+        events=boto3.client("events"),
+        sqs=boto3.client("sqs"),
+        bus=bus,
+        out=out,
+    )
+    if arguments.command == "show":
+        return admin.show(arguments.user)
+    if arguments.command == "check":
+        return admin.check(arguments.user)
+    if arguments.command == "stuck":
+        return admin.stuck(arguments.days, arguments.status)
+    if arguments.command == "redrive":
+        return admin.redrive(
+            arguments.queue_url, to_queue=arguments.to_queue, to_bus=arguments.to_bus, limit=arguments.max
+        )
+    if arguments.command == "reapply":
+        return admin.reapply(arguments.notify_no)
+    if not arguments.yes:
+        print("erase cannot be undone: add --yes", file=sys.stderr)
+        return 2
+    return admin.erase(arguments.user)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+def _no_client() -> Any:
+    raise RuntimeError("reapply never calls Htouhui")

@@ -1,0 +1,40 @@
+"""How long a notification's history record is kept: NOTIFICATION_HISTORY_DAYS (template NotificationHistoryDays).
+
+0 (the default) keeps history records for good. Otherwise each record gets a DynamoDB TTL attribute `expires_at`
+that many days after it was received; never fewer than MINIMUM_DAYS: Htouhui's deliveries of one notification
+span about 25 hours, and the record is what makes a late redelivery a duplicate rather than a new event.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Final
+
+ENVIRONMENT_VARIABLE: Final = "NOTIFICATION_HISTORY_DAYS"
+MINIMUM_DAYS: Final = 3
+TTL_ATTRIBUTE: Final = "expires_at"
+
+
+class RetentionError(ValueError):
+    """The configured retention is not 0 or a whole number of days from MINIMUM_DAYS."""
+
+
+def parse_days(text: str) -> int:
+    text = text.strip()
+    if not text:
+        return 0
+    if not text.isdigit():
+        raise RetentionError(f"{ENVIRONMENT_VARIABLE} must be 0 or a whole number of days, got {text!r}")
+    days = int(text)
+    if 0 < days < MINIMUM_DAYS:
+        raise RetentionError(
+            f"{ENVIRONMENT_VARIABLE} must be 0 (keep) or at least {MINIMUM_DAYS} days "
+            "(deliveries span about 25 h and deduplication needs the record)"
+        )
+    return days
+
+
+def history_days(environ: Mapping[str, str] | None = None) -> int:
+    env = os.environ if environ is None else environ
+    return parse_days(env.get(ENVIRONMENT_VARIABLE, ""))

@@ -1,0 +1,104 @@
+"""What a Lambda container builds once and reuses across invocations: settings, the store, Onboarding.
+
+Nothing is built at import time (a cold start that never needs Htouhui never loads a key); the first
+call builds it. Tests inject their own with `configure(...)` and drop everything with `reset()`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from onboarding.config import Settings
+
+if TYPE_CHECKING:
+    from htouhui.client import HtouhuiClient
+    from onboarding.rules import Onboarding
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {}
+
+
+def settings() -> Settings:
+    with _lock:
+        if "settings" not in _state:
+            _state["settings"] = Settings.from_env()
+        value: Settings = _state["settings"]
+        return value
+
+
+def client_factory(current: Settings) -> Callable[[], HtouhuiClient]:
+    """A factory of Htouhui clients that report every attempt to the metrics (latency and result code)."""
+    from htouhui.client import HtouhuiClient
+    from onboarding.observability import record_attempt
+
+    def build() -> HtouhuiClient:
+        keys = current.keys()
+        return HtouhuiClient(current.client, keys.merchant_private, keys.htouhui_public, on_attempt=record_attempt)
+
+    return build
+
+
+def onboarding() -> Onboarding:
+    current = settings()
+    with _lock:
+        if "onboarding" not in _state:
+            from onboarding.retention import history_days
+            from onboarding.rules import Onboarding
+            from onboarding.store import UserStore
+
+            store = UserStore(
+                _required(current.users_table, "USERS_TABLE"),
+                current.notifications_table or "",
+                history_days=history_days(),
+            )
+            _state["onboarding"] = Onboarding.configured(current, store, client_factory(current))
+        value: Onboarding = _state["onboarding"]
+        return value
+
+
+def reconcile_onboarding() -> Onboarding:
+    """Onboarding for the reconciliation worker: one attempt per query, the schedule retries with backoff.
+
+    Every attempt counts against the rate budget, so the client's own retries are turned off here.
+    """
+    current = settings()
+    with _lock:
+        if "reconcile_onboarding" not in _state:
+            import dataclasses
+
+            from onboarding.rules import Onboarding
+            from onboarding.store import UserStore
+
+            once = dataclasses.replace(current.client, retry=dataclasses.replace(current.client.retry, max_attempts=1))
+            single = dataclasses.replace(current, client=once)
+            store = UserStore(_required(current.users_table, "USERS_TABLE"), current.notifications_table or "")
+            _state["reconcile_onboarding"] = Onboarding.configured(single, store, client_factory(single))
+        value: Onboarding = _state["reconcile_onboarding"]
+        return value
+
+
+def configure(**values: Any) -> None:
+    """Inject `settings=`, `onboarding=` and/or `reconcile_onboarding=` (tests, the local stack)."""
+    with _lock:
+        _state.update(values)
+
+
+def peek() -> dict[str, Any]:
+    """What has been built so far (nothing is built by looking): onboarding.ops.priming's after-restore refresh."""
+    with _lock:
+        return dict(_state)
+
+
+def reset() -> None:
+    with _lock:
+        _state.clear()
+
+
+def _required(value: str | None, name: str) -> str:
+    if not value:
+        from onboarding.config import ConfigError
+
+        raise ConfigError([f"{name} is required"])
+    return value

@@ -1,0 +1,150 @@
+"""`UserStatusChanged` events, derived from the users table's stream (never a second write beside it).
+
+A stream record (NEW_AND_OLD_IMAGES) yields an event only when `status` changed: a registration, an
+id_card kept or a bank card filled in changes the item but not the level, and publishes nothing.
+The detail carries no personal data: ids and levels only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from onboarding.models import COMPLETED_STATUS
+from onboarding.observability import STATUS_EVENTS_PUBLISHED, count, logger
+
+SOURCE: Final = "htouhui.onboarding"
+DETAIL_TYPE: Final = "UserStatusChanged"
+
+
+def _text(image: Mapping[str, Any], name: str) -> str | None:
+    value = image.get(name)
+    return str(value["S"]) if isinstance(value, Mapping) and "S" in value else None
+
+
+def _status(image: Mapping[str, Any] | None) -> int | None:
+    value = (image or {}).get("status")
+    return int(value["N"]) if isinstance(value, Mapping) and "N" in value else None
+
+
+def status_change(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The UserStatusChanged detail of one DynamoDB stream record, or None when the status did not change.
+
+    Raises ValueError for a record that claims a change but cannot be read (no user id, a non-numeric status).
+    """
+    if record.get("eventName") not in ("INSERT", "MODIFY"):
+        return None
+    change = record.get("dynamodb") or {}
+    new_image = change.get("NewImage") or {}
+    try:
+        old_status, new_status = _status(change.get("OldImage")), _status(new_image)
+    except (TypeError, ValueError):
+        raise ValueError("stream record with an unreadable status") from None
+    if new_status is None or new_status == old_status:
+        return None
+    third_party_user_id = _text(new_image, "third_party_user_id")
+    if not third_party_user_id:
+        raise ValueError("stream record without third_party_user_id")
+    return {
+        "third_party_user_id": third_party_user_id,
+        "htouhui_user_id": _text(new_image, "htouhui_user_id"),
+        "old_status": old_status,
+        "new_status": new_status,
+        "ready_for_debt_matching": new_status == COMPLETED_STATUS,
+    }
+
+
+def put_events_entry(record: Mapping[str, Any], event_bus_name: str) -> dict[str, Any] | None:
+    """The `events:PutEvents` entry for one stream record, or None when there is nothing to publish."""
+    detail = status_change(record)
+    if detail is None:
+        return None
+    entry: dict[str, Any] = {
+        "Source": SOURCE,
+        "DetailType": DETAIL_TYPE,
+        "Detail": json.dumps(detail, separators=(",", ":")),
+        "EventBusName": event_bus_name,
+    }
+    created = (record.get("dynamodb") or {}).get("ApproximateCreationDateTime")
+    if isinstance(created, int | float):
+        entry["Time"] = datetime.fromtimestamp(created, UTC)
+    return entry
+
+
+# --- publishing a stream batch (the publish_status function) -----------------------------------------
+
+PUT_EVENTS_MAX: Final = 10
+
+_clients: dict[str, Any] = {}
+
+
+def events_client() -> Any:
+    """boto3's EventBridge client, created on first use (honours AWS_ENDPOINT_URL_EVENTS)."""
+    if "events" not in _clients:
+        import boto3
+
+        _clients["events"] = boto3.client("events")
+    return _clients["events"]
+
+
+def set_events_client(client: Any | None) -> None:
+    """Inject a client (tests); None drops it so the next call creates one."""
+    if client is None:
+        _clients.pop("events", None)
+    else:
+        _clients["events"] = client
+
+
+def _ids(entry: dict[str, Any]) -> dict[str, Any]:
+    detail = json.loads(entry["Detail"])
+    return {name: detail[name] for name in ("third_party_user_id", "old_status", "new_status")}
+
+
+def publish(records: Iterable[dict[str, Any]], put_events: Callable[..., Any], bus: str) -> str | None:
+    """Publish the changes in order; the sequence number of the first record not published, or None."""
+    pending: list[tuple[str, dict[str, Any]]] = []  # (sequence number, PutEvents entry)
+
+    def flush() -> str | None:
+        if not pending:
+            return None
+        try:
+            answer = put_events(Entries=[entry for _, entry in pending])
+            results = answer.get("Entries") or []
+        except Exception:
+            logger.exception("PutEvents failed", extra={"entries": len(pending)})
+            return pending[0][0]
+        for index, (sequence, entry) in enumerate(pending):
+            result = results[index] if index < len(results) else {"ErrorCode": "missing"}
+            if result.get("ErrorCode") or not result.get("EventId"):
+                logger.error(
+                    "UserStatusChanged not published",
+                    extra={"error_code": result.get("ErrorCode"), **_ids(entry)},
+                )
+                count(STATUS_EVENTS_PUBLISHED, index)
+                return sequence
+        count(STATUS_EVENTS_PUBLISHED, len(pending))
+        for _, entry in pending:
+            logger.info("UserStatusChanged published", extra=_ids(entry))
+        pending.clear()
+        return None
+
+    for record in records:
+        sequence = str((record.get("dynamodb") or {}).get("SequenceNumber", ""))
+        try:
+            entry = put_events_entry(record, bus)
+        except (TypeError, ValueError, AttributeError):
+            logger.exception("unreadable stream record skipped", extra={"sequence_number": sequence})
+            continue
+        if entry is None:
+            continue
+        pending.append((sequence, entry))
+        if len(pending) == PUT_EVENTS_MAX and (failed := flush()) is not None:
+            return failed
+    return flush()
+
+
+def batch_answer(failed: str | None) -> dict[str, Any]:
+    """The stream batch's answer (ReportBatchItemFailures): Lambda retries from the first record not published."""
+    return {"batchItemFailures": [] if failed is None else [{"itemIdentifier": failed}]}
