@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import boto3
 import pytest
-from helpers import Stack, json_body, valid_id_card
+from helpers import ROOT, Stack, json_body, valid_id_card
 
 from htouhui import protocol
 from onboarding.ops.admin import main
@@ -160,6 +163,30 @@ def test_reapply_verifies_the_stored_notification_and_restores_its_level(
     assert code == 1 and "does not verify" in text
     assert json_body(stack.query(USER))["status"] == 1
     assert run(stack, "reapply", "N-unknown")[0] == 1
+
+
+def test_reapply_runs_as_the_runbook_runs_it_a_module_in_its_own_process(
+    stack: Stack, onboarded: dict[str, str]
+) -> None:
+    """`python -m onboarding.ops.admin reapply` as a subprocess: the module's own entry point, not main()."""
+    stack.dynamodb.update_item(
+        TableName=stack.users_table,
+        Key={"third_party_user_id": {"S": USER}},
+        UpdateExpression="REMOVE #s",
+        ExpressionAttributeNames={"#s": "status"},
+    )
+    tables = ["--users-table", stack.users_table, "--notifications-table", stack.notifications_table]
+    done = subprocess.run(
+        [sys.executable, "-m", "onboarding.ops.admin", *tables, "reapply", onboarded["notify_no"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "layers" / "common")},
+    )
+    assert done.returncode == 0 and "APPLIED" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert json_body(stack.query(USER))["status"] == 1
 
 
 def test_erase_removes_personal_values_and_keeps_a_tombstone(stack: Stack, onboarded: dict[str, str]) -> None:

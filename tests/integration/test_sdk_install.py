@@ -4,6 +4,7 @@ name of `__all__` work without boto3, botocore or Powertools, and the package sh
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -36,8 +37,9 @@ def test_the_sdk_installs_and_imports_without_aws(tmp_path: Path) -> None:
     env = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env)
     python = env / "bin" / "python"
+    source = shutil.copytree(LAYER, tmp_path / "common", ignore=shutil.ignore_patterns("__pycache__", "build"))
     installed = subprocess.run(
-        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", str(LAYER)],
+        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", str(source)],
         capture_output=True,
         text=True,
         timeout=600,

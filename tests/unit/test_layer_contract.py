@@ -97,3 +97,9 @@ def test_the_contract_sees_a_violation(tmp_path: Path) -> None:
     sample.write_text("def f():\n    import boto3\n    from onboarding.store import UserStore\n")
     assert {"boto3", "onboarding.store", "onboarding.store.UserStore"} <= set(imports(sample))
     assert set(imports(sample, module_level_only=True)) == set()
+
+
+def test_the_sdk_surface_is_its_lazy_table() -> None:
+    import htouhui
+
+    assert sorted(htouhui.__all__) == sorted(htouhui._HOME)  # one list, two spellings: the static one for tools

@@ -294,6 +294,10 @@ class Admin:
         return 0
 
 
+def _no_client() -> Any:
+    raise RuntimeError("reapply never calls Htouhui")
+
+
 def _stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
     answer = cloudformation.describe_stacks(StackName=stack)
     return {output["OutputKey"]: output["OutputValue"] for output in answer["Stacks"][0].get("Outputs", [])}
@@ -366,7 +370,3 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def _no_client() -> Any:
-    raise RuntimeError("reapply never calls Htouhui")
