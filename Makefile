@@ -15,7 +15,7 @@ ENV ?= uat
 
 export PYTHONPATH := $(CURDIR)/layers/common$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help venv test lint typecheck cfn-lint pytest unit integration e2e sandbox run reset demo stack-routes bench build deploy validate openapi keygen sign verify canonical clean probe
+.PHONY: help venv test checkov lint typecheck cfn-lint pytest unit integration e2e sandbox run reset demo stack-routes bench build deploy validate openapi keygen sign verify canonical clean probe
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -34,11 +34,22 @@ $(STAMP): $(RUN_STAMP) requirements-dev.txt
 
 venv: $(STAMP) ## create or refresh the virtualenv from the pinned files (everything: running, tests, SAM)
 
-test: lint typecheck cfn-lint pytest ## every check and every test (what CI runs)
+test: lint typecheck cfn-lint checkov pytest ## every check and every test (what CI runs)
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, and bandit over the layer and the functions (skips and their reasons: pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/bandit -q -c pyproject.toml -r layers functions
+
+# checkov pins an older boto3 than the stack: its own virtualenv, from requirements-checkov.txt.
+CHECKOV_STAMP := $(VENV)/checkov/.installed
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(VENV)/checkov/bin/python || $(PYTHON_BOOT) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --disable-pip-version-check --progress-bar off -q -r requirements-checkov.txt
+	@touch $(CHECKOV_STAMP)
+
+checkov: $(CHECKOV_STAMP) ## checkov over template.yaml: 0 failed checks (accepted ones skipped in each resource's Metadata)
+	$(VENV)/checkov/bin/checkov -f template.yaml --framework cloudformation --compact --quiet
 
 typecheck: $(STAMP) ## mypy on the layer
 	$(VENV)/bin/mypy layers/common/htouhui layers/common/onboarding

@@ -437,7 +437,7 @@ def open_account_form(
     notify_url: str,
     type: str = "0",
     id_card: str | None = None,
-    return_url: str = "http://127.0.0.1:9/htouhui/return?from=sandbox",
+    return_url: str = "http://127.0.0.1:9/htouhui/return",
     request_no: str | None = None,
 ) -> dict[str, str]:
     business = {

@@ -28,6 +28,7 @@ from onboarding.observability import (
     count_rejection,
     logger,
     metrics,
+    note_separators,
 )
 from onboarding.ops import priming
 from onboarding.source_ip import notify_source_allowed
@@ -77,12 +78,16 @@ def notify() -> Response[str]:
         fields = callbacks.notification_fields(app.current_event.raw_event)
         outcome = runtime.onboarding().accept_notification(fields)
     except (MalformedMessage, NotificationRejected) as exc:
-        _log_refusal("notification", _refusal(exc), NOTIFICATIONS_REJECTED, notify_no=fields.get("notify_no"))
+        # Unverified: only fixed-size facts reach the log (issue 19), never a value the sender chose.
+        _log_refusal(
+            "notification", _refusal(exc), NOTIFICATIONS_REJECTED, notify_no_length=len(fields.get("notify_no") or "")
+        )
         return _text(400, "FAIL")
     except StoreUnavailable:
         logger.exception("notification not recorded: storage unavailable", extra={"notify_no": fields.get("notify_no")})
         return _text(500, "ERROR")
     count(OUTCOME_METRIC[outcome])
+    note_separators("notification", fields, runtime.settings().profile)
     logger.info(
         "notification accepted",
         extra={
@@ -98,10 +103,12 @@ def notify() -> Response[str]:
 @app.get(RETURN_PATH, include_in_schema=False)
 def browser_return() -> Response[str]:
     try:
-        outcome = runtime.onboarding().accept_return(callbacks.return_fields(app.current_event.raw_event))
+        fields = callbacks.return_fields(app.current_event.raw_event)
+        outcome = runtime.onboarding().accept_return(fields)
     except (MalformedMessage, NotificationRejected) as exc:
         _log_refusal("browser return", _refusal(exc), RETURNS_REJECTED)
         return _page(callbacks.refused_return_page(malformed=isinstance(exc, MalformedMessage)))
+    note_separators("browser return", fields, runtime.settings().profile)
     logger.info("browser return", extra={"status": outcome.status, "htouhui_code": outcome.code})
     return _page(callbacks.return_page(outcome, runtime.settings().frontend_return_url))
 

@@ -96,6 +96,8 @@ REGISTER_OK: dict[str, Any] = {"third_party_user_id": "u-new-1", "mobile": MOBIL
 
 # (case id, body, the field that must be named)
 REGISTER_CASES: list[tuple[str, Any, str]] = [
+    ("password-separator", {**REGISTER_OK, "password": "pa&ss=1"}, "password"),
+    ("password-line-separator", {**REGISTER_OK, "password": "pa\u2028ss"}, "password"),
     ("tpuid-missing", {k: v for k, v in REGISTER_OK.items() if k != "third_party_user_id"}, "third_party_user_id"),
     ("tpuid-empty", {**REGISTER_OK, "third_party_user_id": ""}, "third_party_user_id"),
     ("tpuid-51", {**REGISTER_OK, "third_party_user_id": "u" * 51}, "third_party_user_id"),
@@ -170,6 +172,17 @@ OPEN_CASES: list[tuple[str, Any, str]] = [
     ("return_url-userinfo-trick", {**OPEN_OK, "return_url": "https://127.0.0.1@evil.example.net/"}, "return_url"),
     ("return_url-newline", {**OPEN_OK, "return_url": "https://evil.example.net/\r\nSet-Cookie: a=b"}, "return_url"),
     ("return_url-suffix-host", {**OPEN_OK, "return_url": "https://127.0.0.1.evil.example.net/"}, "return_url"),
+    # issue 19: what we sign holds no separator of the canonical string, and no Unicode separator
+    (
+        "real_name-regroups",
+        {**OPEN_OK, "real_name": "A&request_no=Q0&return_url=https://x.io&sign_type=RSA2&sz"},
+        "real_name",
+    ),
+    ("real_name-equals", {**OPEN_OK, "real_name": "A=B"}, "real_name"),
+    ("real_name-next-line", {**OPEN_OK, "real_name": "A\u0085B"}, "real_name"),
+    ("real_name-line-separator", {**OPEN_OK, "real_name": "A\u2028B"}, "real_name"),
+    ("real_name-no-break-space", {**OPEN_OK, "real_name": "A\u00a0B"}, "real_name"),
+    ("return_url-line-separator", {**OPEN_OK, "return_url": "https://127.0.0.1/a\u2028b"}, "return_url"),
     ("unknown-notify_url", {**OPEN_OK, "notify_url": "https://evil.example.net/notify"}, "notify_url"),
     ("unknown-htouhui_user_id", {**OPEN_OK, "htouhui_user_id": "1"}, "htouhui_user_id"),
     ("unknown-third_party_user_id", {**OPEN_OK, "third_party_user_id": "u-other"}, "third_party_user_id"),
@@ -321,3 +334,23 @@ def test_json_without_or_with_any_spelling_of_the_json_content_type_is_read(
     """No Content-Type at all is read as JSON (API.md: JSON in); only another media type is a lie."""
     answer = post_users(stack, {"third_party_user_id": "u-ct", "mobile": MOBILE}, content_type)
     assert answer["statusCode"] == 201, answer
+
+
+def test_open_account_refuses_a_separator_in_its_own_hosts_return_url(registered: Stack) -> None:
+    before = dump(registered)
+    own = f"http://{registered.bridge.authority}"
+    for url in (f"{own}/a&sign_type=RSA2&z", f"{own}/done?from=shop"):
+        body = assert_400(registered.open_account(USER, {**OPEN_OK, "return_url": url}), "return_url")
+        assert {"field": "return_url", "reason": "contains_canonical_separator"} in body, body
+    assert dump(registered) == before
+
+
+def test_an_allowed_host_on_another_port_is_not_allowed(registered: Stack) -> None:
+    before = dump(registered)
+    host, _, port = registered.bridge.authority.rpartition(":")
+    other = f"http://{host}:{int(port) + 1}/evil"
+    fields = assert_400(registered.open_account(USER, {**OPEN_OK, "return_url": other}), "return_url")
+    assert {"field": "return_url", "reason": "return_url_not_allowed"} in fields, fields
+    assert dump(registered) == before
+    same = registered.open_account(USER, {**OPEN_OK, "return_url": f"http://{registered.bridge.authority}/back"})
+    assert same["statusCode"] == 200, same["body"]

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 
 MOBILE = "13698765432"
 PASSWORD = "Zq9-hostile!"
-REAL_NAME = '"><script>alert(1)</script>&amp;'
+REAL_NAME = '"><script>alert(1)</script>'  # no '&' or '=': a signed value holds no separator (issue 19)
 PLAIN_NAME = "欧阳娜娜"
 ID_CARD = valid_id_card("51010819770707707")
 EVIL = "<script>alert(1)</script>"
@@ -71,7 +71,8 @@ def _parse(html: str) -> _Page:
 def test_html_in_every_free_field_is_escaped(stack: Stack) -> None:
     assert stack.register("u-page-1", MOBILE)["statusCode"] == 201
     # Our own host, not our /htouhui/return (which takes no query of its own): the query is kept and must be escaped.
-    return_url = f'{stack.bridge.url}/welcome?next=%22%3E&raw="><img/src=x/onerror=alert(1)>{EVIL}'
+    # (no '&' or '=': a signed value holds no separator of the canonical string, issue 19)
+    return_url = f'{stack.bridge.url}/welcome?next%22%3E"><img/src:x/onerror:alert(1)>{EVIL}'
     for accept in ("application/json", "text/html"):
         answer = stack.open_account(
             "u-page-1",
@@ -107,7 +108,7 @@ def test_return_url_allow_list(stack: Stack, monkeypatch: pytest.MonkeyPatch) ->
     body = {"id_card": ID_CARD, "real_name": PLAIN_NAME}
     allowed = [
         "https://shop.example.com/onboarding/done",
-        "https://SHOP.example.com/x?y=1#z",
+        "https://SHOP.example.com/x?y#z",
         "https://m.shop.example.com/done",
         f"{stack.bridge.url}/htouhui/return",  # our own host is always allowed
     ]
@@ -117,6 +118,8 @@ def test_return_url_allow_list(stack: Stack, monkeypatch: pytest.MonkeyPatch) ->
         "https://shop.example.com@evil.net/done",
         "https://evil.net/https://shop.example.com/",
         "https://evil.net/?https://shop.example.com",
+        "https://shop.example.com/x?y=1",  # a separator of the canonical string (issue 19)
+        "https://shop.example.com:8443/done",  # an allow-list entry without a port means the default port
         "http://shop.example.com/done",
         "ftp://shop.example.com/done",
         "https://shop.example.com:evil@evil.net/",

@@ -382,9 +382,10 @@ def test_browser_return_applies_without_history(onboarding: Onboarding, fake: Fa
     assert (answer.status, answer.third_party_user_id, answer.succeeded) == (2, "shop-1", True)
     assert onboarding.view("shop-1").stage == "PASSWORD_SET"
     lower = onboarding.accept_return(fake.browser_return("shop-1", 1))  # never lowers
-    assert onboarding.view("shop-1").status == 2 and lower.status == 2  # the stored (highest) level is shown
+    # stored: never lowered; shown: the return's own signed level, never the stored one (issue 19)
+    assert onboarding.view("shop-1").status == 2 and lower.status == 1
     failed = onboarding.accept_return(fake.browser_return("shop-1", 3, code="3001"))
-    assert (failed.code, failed.succeeded, failed.status) == ("3001", False, 2)
+    assert (failed.code, failed.succeeded, failed.status) == ("3001", False, 3)
     with pytest.raises(NotificationRejected, match="bad_signature"):
         onboarding.accept_return({**fake.browser_return("shop-1", 2), "status": "3"})
     assert onboarding.view("shop-1").status == 2 and history_count(dynamodb, onboarding.store) == 0

@@ -358,16 +358,18 @@ def test_a_signed_return_with_another_code_shows_the_code_and_its_meaning(
     assert stored(registered) == (None, None)
 
 
-def test_the_redirect_carries_the_stored_level_and_htouhui_code(
+def test_the_redirect_carries_only_the_returns_own_signed_level_and_code(
     registered: Stack, sign: Sign, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FRONTEND_RETURN_URL", "https://shop.example.com/onboarding/done?from=htouhui")
     runtime.reset()
     assert answer_of(registered.notify(sign(notification(registered, 3)))) == (200, "SUCCESS")
     query = location_query(browser(registered, urlencode(return_fields(registered, sign, 1))))
-    assert query == {"from": ["htouhui"], "third_party_user_id": [USER], "status": ["3"]}  # stored, not the return's 1
+    # the return's own 1, not the stored 3: a replayed old return discloses nothing of today (issue 19)
+    assert query == {"from": ["htouhui"], "third_party_user_id": [USER], "status": ["1"]}
+    assert stored(registered)[0] == 3  # and it lowered nothing
     failed = location_query(browser(registered, urlencode(return_fields(registered, sign, None, code="3001"))))
-    assert failed == {"from": ["htouhui"], "third_party_user_id": [USER], "status": ["3"], "htouhui_code": ["3001"]}
+    assert failed == {"from": ["htouhui"], "third_party_user_id": [USER], "htouhui_code": ["3001"]}
 
 
 def test_with_the_store_unavailable_the_redirect_carries_the_returns_verified_level(
@@ -410,12 +412,19 @@ def test_our_own_return_url_with_its_own_query_is_refused_at_open_account(regist
     assert registered.user_item(USER) == before
 
 
-def test_another_allowed_page_keeps_its_query(registered: Stack) -> None:
-    return_url = f"{registered.bridge.url}/welcome?campaign=spring"
+def test_another_allowed_page_keeps_a_query_without_separators(registered: Stack) -> None:
+    return_url = f"{registered.bridge.url}/welcome?spring"
     answer = registered.open_account(
         USER, {"id_card": "11010519491231002X", "real_name": "张三", "return_url": return_url}
     )
     assert answer["statusCode"] == 200 and json_body(answer)["fields"]["return_url"] == return_url
+    separated = registered.open_account(
+        USER, {"id_card": "11010519491231002X", "real_name": "张三", "return_url": return_url + "=1"}
+    )
+    assert separated["statusCode"] == 400
+    assert json_body(separated)["error"]["fields"] == [
+        {"field": "return_url", "reason": "contains_canonical_separator"}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -428,3 +437,30 @@ def test_real_name_with_invisible_differences_is_refused_clearly(registered: Sta
     [entry] = json_body(answer)["error"]["fields"]
     assert entry["field"] == "real_name" and reason in entry["reason"]
     assert "open_requested" not in registered.user_item(USER)
+
+
+def test_an_unverified_notify_no_reaches_the_log_only_as_its_length(
+    registered: Stack, sign: Sign, log_sink: io.StringIO
+) -> None:
+    """Issue 19: a 16,000-character notify_no with a bad signature wrote ~16.5 KB per refused request."""
+    fields = sign(notification(registered, 1))
+    fields["notify_no"] = "N" * 15_000  # within the 16 KiB body limit: it reaches the verifier
+    assert answer_of(registered.notify(urlencode(fields))) == (400, "FAIL")
+    [refusal] = [line for line in log_entries(log_sink) if line.get("message") == "notification rejected"]
+    assert refusal["reason"] == "bad_signature" and refusal["notify_no_length"] == 15_000 and "notify_no" not in refusal
+    assert max(len(line) for line in log_sink.getvalue().splitlines()) < 2_000
+
+
+def test_a_verified_value_with_a_canonical_separator_is_accepted_counted_and_named_not_shown(
+    registered: Stack, sign: Sign, log_sink: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    card = "6222020200112233445"
+    fields = notification(registered, 1, bank_card_number=card, memo="a=b&c\u2028d")
+    capsys.readouterr()
+    assert answer_of(registered.notify(urlencode(sign(fields)))) == (200, "SUCCESS")
+    assert stored(registered)[0] == 1
+    [note] = [line for line in log_entries(log_sink) if "canonical separator" in str(line.get("message"))]
+    assert note["fields"] == ["memo"]
+    assert "a=b&c" not in log_sink.getvalue() and "\u2028" not in log_sink.getvalue()
+    emf = [line for line in log_lines(capsys.readouterr().out) if "VerifiedValuesWithSeparator" in json.dumps(line)]
+    assert emf and emf[0]["VerifiedValuesWithSeparator"] == [1.0]

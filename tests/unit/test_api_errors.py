@@ -140,7 +140,8 @@ def test_own_base_url() -> None:
     assert api.own_base_url(_FakeApp(downgrade), None) == "https://api.example.com"  # type: ignore[arg-type]
     odd = http_event("POST", "/x", domain="api.example.com", headers={"x-forwarded-proto": "gopher"})
     assert api.own_base_url(_FakeApp(odd), None) == "https://api.example.com"  # type: ignore[arg-type]
-    assert api.own_host("http://127.0.0.1:3000") == "127.0.0.1"
+    assert api.own_host("http://127.0.0.1:3000") == "127.0.0.1:3000"  # host[:port], as an allow-list entry
+    assert api.own_host("https://API.example.com") == "api.example.com"
 
 
 # --- the register handler never answers 500 to whatever a caller sends ------------------------------------

@@ -18,15 +18,16 @@ from htouhui.page import OpenAccountPage, build_open_account_page
 
 PARTNER = "P2026000001"
 ACTION = ClientOptions(PARTNER, "https://new-uat.test.htouhui.com").open_account_url
+# No '&' or '=': a value we sign holds no separator of the canonical string (issue 19; refused below).
 HOSTILE_NAMES = [
     '"><script>alert(1)</script>',
-    'O\'Brien "the" <b>bold</b> & co',
-    "张三 &amp; 李四 &lt;",
+    'O\'Brien "the" <b>bold</b> co',
+    "张三 ;amp; 李四 <",
     "阿卜杜勒·买买提😀",
-    "</form><form action=https://evil.example>",
-    "&#x3C;script&#x3E;",
+    "</form><form action https://evil.example>",
+    "#x3C;script#x3E;",
 ]
-HOSTILE_RETURN_URL = 'https://www.example.com/done?a=1&b="2"&c=\'3\'&d=<x>&e=%3Cscript%3E#"><script>alert(2)</script>'
+HOSTILE_RETURN_URL = 'https://www.example.com/done?a"2"\'3\'<x>%3Cscript%3E#"><script>alert(2)</script>'
 
 
 class PageParser(HTMLParser):
@@ -205,3 +206,11 @@ def test_the_local_sandbox_action_is_allowed_by_the_csp(merchant_private_key: pr
         merchant_key=merchant_private_key,
     )
     assert "form-action http://127.0.0.1:3100 " in page.content_security_policy
+
+
+@pytest.mark.parametrize("real_name", ["张三 &amp; 李四", "A=B", "A&request_no=Q0&return_url=https://x.io&sz"])
+def test_a_value_holding_a_canonical_separator_is_never_signed(
+    merchant_private_key: protocol.PrivateKey, real_name: str
+) -> None:
+    with pytest.raises(ValueError, match="real_name holds a separator"):
+        build(merchant_private_key, real_name=real_name)

@@ -471,12 +471,23 @@ def test_customer_key_rotates_and_has_a_policy(template: dict[str, Any]) -> None
     ]
     assert account, "the account must administer the key through IAM"
     # anyone else only through DynamoDB, in this account
+    cloudwatch = [s for s in statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    for statement in cloudwatch:  # publishes to the encrypted alarm topic: this account's alarms only
+        assert statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
     for statement in statements:
-        if statement not in account:
+        if statement not in account and statement not in cloudwatch:
             assert statement["Condition"]["StringEquals"]["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
-            assert statement["Condition"]["StringEquals"]["kms:ViaService"] == {
-                "Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"
-            }
+            assert statement["Condition"]["StringEquals"]["kms:ViaService"] in (
+                {"Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"},
+                {"Fn::Sub": "backup.${AWS::Region}.amazonaws.com"},  # the users table's backups (issue 19)
+            )
+    vault = template["Resources"]["BackupVault"]["Properties"]
+    assert vault["EncryptionKeyArn"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+    topic = template["Resources"]["AlarmTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Ref": "DataKey"}
+    notify = template["Resources"]["NotifyFunction"]["Properties"]
+    assert notify["ReservedConcurrentExecutions"] == {"Ref": "NotifyReservedConcurrency"}
 
 
 def _boto3_table(properties: dict[str, Any], name: str, deletion_protection: bool) -> dict[str, Any]:

@@ -6,7 +6,7 @@ SDK's errors (`htouhui.errors`). Depends on httpx, pydantic and cryptography onl
 
     import htouhui
     key = htouhui.load_private_key(open("merchant_private.pem").read())
-    fields = htouhui.signed({"partner_id": "P2026000001", ...}, key)
+    fields = htouhui.signed(business_fields, key)
 
 Every name below is loaded on first use, so `import htouhui.protocol` does not pay for httpx or pydantic.
 """

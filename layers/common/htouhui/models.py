@@ -99,10 +99,35 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+# Unicode categories no value we send may hold: controls (Cc, U+0085 among them), invisible formatting (Cf),
+# line and paragraph separators (Zl, Zp). Spaces (Zs) other than U+0020 are refused where a space is allowed.
+REFUSED_CATEGORIES: Final = {
+    "Cc": ("control_characters", "must not contain control characters"),
+    "Cf": ("invisible_characters", "must not contain zero-width or other invisible characters"),
+    "Zl": ("line_separators", "must not contain line or paragraph separators"),
+    "Zp": ("line_separators", "must not contain line or paragraph separators"),
+}
+
+
+def _refused_character(value: str, *, prefix: str = "") -> None:
+    """Raise the rule of the first character of a refused category, or of a space other than U+0020."""
+    for character in value:
+        category = unicodedata.category(character)
+        if category in REFUSED_CATEGORIES:
+            rule, message = REFUSED_CATEGORIES[category]
+            raise _rule(rule if category == "Cc" else prefix + rule, message)  # controls: one rule everywhere
+        if category == "Zs" and character != " ":
+            raise _rule(prefix + "non_ascii_space", "must not contain a space other than U+0020")
+
+
 def _check_callback_url(value: str) -> str:
     # urlsplit silently drops tabs and line ends, so check the value itself: it is signed and sent as is.
     if any(ord(character) <= 0x20 or ord(character) == 0x7F for character in value):
         raise _rule("url_characters", "URL must not contain spaces or control characters")
+    try:
+        _refused_character(value)
+    except PydanticCustomError:
+        raise _rule("url_characters", "URL must not contain spaces, separators or invisible characters") from None
     parts = urlsplit(value)
     host = parts.hostname or ""
     if not host:
@@ -121,8 +146,7 @@ def _check_printable(value: str) -> str:
 
 
 def _check_no_control_characters(value: str) -> str:
-    if any(ord(character) < 0x20 or ord(character) == 0x7F for character in value):
-        raise _rule("control_characters", "must not contain control characters")
+    _refused_character(value)
     return value
 
 
@@ -130,10 +154,7 @@ def _check_name(value: str) -> str:
     # The bank compares the name with the identity register: an invisible difference fails there, far from here.
     if value != value.strip():
         raise _rule("real_name_surrounding_spaces", "real_name must not start or end with spaces")
-    if any(unicodedata.category(character) == "Cf" for character in value):
-        raise _rule(
-            "real_name_invisible_characters", "real_name must not contain zero-width or other invisible characters"
-        )
+    _refused_character(value, prefix="real_name_")
     return value
 
 
@@ -158,9 +179,7 @@ ThirdPartyUserId = Annotated[
 NotifyUrl = Annotated[str, Field(max_length=200), AfterValidator(_check_callback_url)]
 ReturnUrl = Annotated[str, Field(max_length=256), AfterValidator(_check_callback_url)]
 Password = Annotated[str, Field(min_length=1, max_length=16), AfterValidator(_check_no_control_characters)]
-RealName = Annotated[
-    str, Field(min_length=1, max_length=60), AfterValidator(_check_no_control_characters), AfterValidator(_check_name)
-]
+RealName = Annotated[str, Field(min_length=1, max_length=60), AfterValidator(_check_name)]
 ResultCode = Annotated[str, Field(pattern=r"^[0-9]{4}$")]
 # What Htouhui sends that we only store or show (§9): any printable text within its maximum length.
 BankCardOnFile = Annotated[str, Field(max_length=30), AfterValidator(_check_printable)]

@@ -44,6 +44,9 @@ def build_open_account_page(
 ) -> OpenAccountPage:
     number = request_no or protocol.new_request_no("OA")
     common = protocol.request_common_fields(partner_id, profile=profile, request_no=number, now=now)
+    ambiguous = protocol.ambiguous_fields(form.fields(), profile)
+    if ambiguous:  # the user's browser could regroup the fields under the same signature
+        raise ValueError(f"not signed: {', '.join(ambiguous)} holds a separator of the canonical string")
     fields = protocol.signed({**form.fields(), **common}, merchant_key, profile)
     return OpenAccountPage(
         method="POST",

@@ -353,7 +353,8 @@ def own_base_url(app: APIGatewayHttpResolver, public_base_url: str | None) -> st
 
 
 def own_host(base_url: str) -> str:
-    return (urlsplit(base_url).hostname or "").lower()
+    """This stack's `host[:port]`, as an allow-list entry is written."""
+    return urlsplit(base_url).netloc.lower()
 
 
 def wants_html(app: APIGatewayHttpResolver) -> bool:

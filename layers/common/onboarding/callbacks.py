@@ -69,8 +69,8 @@ class Page:
 def return_page(outcome: ReturnOutcome, frontend_return_url: str | None) -> Page:
     """Where the browser goes after Htouhui's pages: the merchant's front end if configured, else our page.
 
-    It shows the stored (highest) level and, for a return that did not succeed, Htouhui's result code with
-    §5's meaning of it (never Htouhui's free-text message).
+    It shows the return's own signed level (never the stored one) and, for a return that did not succeed,
+    Htouhui's result code with §5's meaning of it (never Htouhui's free-text message).
     """
     if frontend_return_url:
         query = {"third_party_user_id": outcome.third_party_user_id, "status": outcome.status}

@@ -25,7 +25,7 @@ from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from htouhui.client import CallRecord
-from htouhui.protocol import REQUEST_FIELD
+from htouhui.protocol import REQUEST_FIELD, Profile, ambiguous_fields
 from onboarding.models import mask_bank_card, mask_id_card  # one masking rule for logs and the user view
 
 SERVICE: Final = os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip() or "htouhui-onboarding"
@@ -112,7 +112,29 @@ class MaskingFormatter(LambdaPowertoolsFormatter):
         super().__init__(json_default=_masked_default, **options)
 
     def serialize(self, log: dict[str, Any]) -> str:  # type: ignore[override]
-        return super().serialize({key: mask_field(key, value) for key, value in log.items()})
+        return super().serialize({key: bounded(key, mask_field(key, value)) for key, value in log.items()})
+
+
+# A log value is a fact, not a copy of what a caller sent: at most this many characters (issue 19: a 16,000
+# character notify_no made a 16.5 KB line per refused request). The code's own text and tracebacks keep theirs.
+MAX_LOG_VALUE: Final = 128
+UNBOUNDED_KEYS: Final = frozenset({"message", "exception", "stack_trace", "exception_name", "timestamp", "location"})
+# JSON leaves these raw with ensure_ascii off, and some log readers break lines at them.
+_LINE_BREAKERS: Final = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"})
+
+
+def bounded(key: str, value: Any) -> Any:
+    """A log value with U+2028, U+2029 and U+0085 escaped and, but for the code's own text, truncated."""
+    if isinstance(value, str):
+        value = value.translate(_LINE_BREAKERS)
+        if key not in UNBOUNDED_KEYS and len(value) > MAX_LOG_VALUE:
+            return f"{value[:MAX_LOG_VALUE]}...(+{len(value) - MAX_LOG_VALUE})"
+        return value
+    if isinstance(value, list):
+        return [bounded(key, item) for item in value]
+    if isinstance(value, dict):
+        return {name: bounded(str(name), item) for name, item in value.items()}
+    return value
 
 
 def _masked_default(value: Any) -> str:
@@ -193,6 +215,8 @@ RECONCILE_DISPATCHED: Final = "ReconcileDispatched"
 STATUS_EVENTS_PUBLISHED: Final = "StatusEventsPublished"
 HTOUHUI_LATENCY: Final = "HtouhuiLatency"
 HTOUHUI_RESULT: Final = "HtouhuiResult"
+# A verified value holding a separator of the canonical string (§9 accepts it): counted, its field logged.
+SEPARATOR_IN_VERIFIED_VALUE: Final = "VerifiedValuesWithSeparator"
 
 
 def count(name: str, value: float = 1) -> None:
@@ -206,6 +230,14 @@ def count_rejection(name: str, reason: str) -> None:
         name=name, unit=MetricUnit.Count, value=1, namespace=NAMESPACE, default_dimensions={"service": SERVICE}
     ) as metric:
         metric.add_dimension(name="reason", value=reason)
+
+
+def note_separators(what: str, fields: Mapping[str, str], profile: Profile) -> None:
+    """Count and log (field names only, never values) the verified fields that hold a canonical separator."""
+    names = ambiguous_fields(fields, profile)
+    if names:
+        count(SEPARATOR_IN_VERIFIED_VALUE, len(names))
+        logger.warning(f"{what}: verified value holds a canonical separator", extra={"fields": names})
 
 
 def record_attempt(record: CallRecord) -> None:

@@ -47,7 +47,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -135,7 +135,7 @@ class Policy:
 
     @classmethod
     def of(cls, settings: Settings) -> Policy:
-        public_host = (urlsplit(settings.public_base_url).hostname or "").lower() if settings.public_base_url else ""
+        public_host = urlsplit(settings.public_base_url).netloc.lower() if settings.public_base_url else ""
         return cls(
             partner_id=settings.partner_id,
             profile=settings.profile,
@@ -146,9 +146,12 @@ class Policy:
         )
 
     def allows_return_url(self, url: str, *, own_host: str | None = None) -> bool:
-        host = (urlsplit(url).hostname or "").lower()
-        allowed = self.return_hosts | ({own_host.lower()} if own_host else set())
-        return bool(host) and host in allowed and is_acceptable_url(url)
+        """An allow-list entry is `host[:port]`; it matches exactly, the scheme's default port when none is given."""
+        target = host_and_port(url)
+        allowed = {entry_with_port(entry, url) for entry in self.return_hosts}
+        if own_host:
+            allowed.add(entry_with_port(own_host, url))
+        return target is not None and target in allowed and is_acceptable_url(url)
 
 
 class Onboarding:
@@ -202,32 +205,42 @@ class Onboarding:
 
     def register(self, body: RegisterBody) -> tuple[UserView, bool]:
         user = body.third_party_user_id
+        request = RegisterRequest(mobile=body.mobile, password=body.password, third_party_user_id=user)
+        self._refuse_ambiguous(request.fields())  # before any write: a refused request changes nothing
         claim = self.store.claim_registration(user, self.mobile_digest(body.mobile), self._clock())
         if claim.outcome is ClaimOutcome.DONE:
-            assert claim.record is not None
-            return claim.record.view(), False
+            return required(claim.record, "a finished registration claim carries its record").view(), False
         if claim.outcome is ClaimOutcome.IN_PROGRESS:
             raise RegistrationInProgress()
         if claim.outcome is ClaimOutcome.OTHER_MOBILE:
             raise MobileMismatch()
         try:
-            answer = self.client().register(
-                RegisterRequest(mobile=body.mobile, password=body.password, third_party_user_id=user)
-            )
+            answer = self.client().register(request)
             if answer.third_party_user_id != user:
                 raise HtouhuiProtocolError("Htouhui's answer names another third_party_user_id")
-            assert answer.htouhui_user_id is not None  # RegisterResponse requires it on success
+            htouhui_user_id = answer.htouhui_user_id
+            if htouhui_user_id is None:  # RegisterResponse requires it on success: a guard, not a path
+                raise HtouhuiProtocolError(
+                    "Htouhui's answer has no htouhui_user_id", fields=[("htouhui_user_id", "missing")]
+                )
         except Exception:
             self._release(user, claim.token)  # nothing registered on our side: a retry may start over
             raise
         try:
-            record = self.store.complete_registration(user, answer.htouhui_user_id, self._clock())
+            record = self.store.complete_registration(user, htouhui_user_id, self._clock())
         except Exception:
             # Htouhui has the user, we failed to write it down. Give the lease back so that a retry
             # need not wait for it; Htouhui answers the retry with the same htouhui_user_id.
             self._release(user, claim.token)
             raise
         return record.view(), True
+
+    def _refuse_ambiguous(self, fields: Mapping[str, str]) -> None:
+        """No value we sign may hold a separator of the canonical string: it could be regrouped into other
+        fields under the same signature (issue 19). The caller learns which field, never the value."""
+        ambiguous = protocol.ambiguous_fields(fields, self.policy.profile)
+        if ambiguous:
+            raise InvalidInput([(name, SEPARATOR_RULE) for name in ambiguous])
 
     def _release(self, user: str, token: str | None) -> None:
         try:
@@ -265,6 +278,7 @@ class Onboarding:
             )
         except ValidationError as exc:
             raise InvalidInput(_broken_fields(exc)) from None
+        self._refuse_ambiguous(form.fields())
         merchant_key = self.key_source.keys().merchant_private  # a configuration problem fails before any write
         # Kept before the page is handed out: the reconciler needs the id_card to query Htouhui.
         self.store.mark_open_requested(third_party_user_id, form.id_card, self._clock())
@@ -294,9 +308,10 @@ class Onboarding:
         return view
 
     def _check(self, record: UserRecord) -> ApplyOutcome | None:
-        assert record.id_card is not None and record.htouhui_user_id is not None
+        id_card = required(record.id_card, "a checked user has an id_card")
+        required(record.htouhui_user_id, "a checked user is registered")
         user = record.third_party_user_id
-        answer = self.client().query(QueryRequest(id_card=record.id_card, third_party_user_id=user))
+        answer = self.client().query(QueryRequest(id_card=id_card, third_party_user_id=user))
         if answer.third_party_user_id != user:
             raise HtouhuiProtocolError("Htouhui's answer names another third_party_user_id")
         if answer.htouhui_user_id is not None and answer.htouhui_user_id != record.htouhui_user_id:
@@ -307,11 +322,10 @@ class Onboarding:
         status = int(answer.status)
         if status == 0:
             return None  # "not opened (yet)": not a level worth recording (see the module's docstring)
-        assert record.htouhui_user_id is not None
         return self.store.apply_status(
             StatusUpdate(
                 third_party_user_id=record.third_party_user_id,
-                htouhui_user_id=record.htouhui_user_id,
+                htouhui_user_id=required(record.htouhui_user_id, "a checked user is registered"),
                 status=status,
                 source="query",
                 received_at=self._clock(),
@@ -362,41 +376,33 @@ class Onboarding:
     def accept_return(self, fields: Mapping[str, str]) -> ReturnOutcome:
         """Verify the browser return; on success apply its level like a notification's (no history record).
 
-        The outcome carries the stored (highest) level, or the return's verified level when the store cannot
-        be read: the return only informs the page, the notification is authoritative.
+        The outcome carries only what this return itself signed (its level and code), never the stored level: a
+        replayed old return must not disclose the user's current state (SECURITY.md). The front end learns the
+        truth from the authenticated API; the notification is authoritative.
         """
         answer = _read(BrowserReturn, self._verify(fields))
         user = answer.third_party_user_id
+        signed_level = int(answer.status) if answer.status is not None else None
         if not answer.succeeded:
-            return ReturnOutcome(user, self._stored_level(user), answer.code)
-        assert user is not None and answer.htouhui_user_id is not None and answer.status is not None
+            return ReturnOutcome(user, signed_level, answer.code)
+        if user is None or answer.htouhui_user_id is None or signed_level is None:  # BrowserReturn requires them
+            raise NotificationRejected(RejectionReason.INVALID_FIELD, field="status", rule="required_on_success")
         try:
             self._apply(
                 StatusUpdate(
                     third_party_user_id=user,
                     htouhui_user_id=answer.htouhui_user_id,
-                    status=int(answer.status),
+                    status=signed_level,
                     source="return",
                     received_at=self._clock(),
                 )
             )
         except StoreUnavailable:
             logger.warning("browser return not recorded: storage unavailable", exc_info=True)
-            return ReturnOutcome(user, int(answer.status), answer.code)
-        if int(answer.status) < COMPLETED_STATUS:
+            return ReturnOutcome(user, signed_level, answer.code)
+        if signed_level < COMPLETED_STATUS:
             self._restart_quietly(user)
-        stored = self._stored_level(user)
-        return ReturnOutcome(user, int(answer.status) if stored is None else stored, answer.code)
-
-    def _stored_level(self, third_party_user_id: str | None) -> int | None:
-        if third_party_user_id is None:
-            return None
-        try:
-            record = self.store.get(third_party_user_id)
-        except StoreUnavailable:
-            logger.warning("stored level not read: storage unavailable")
-            return None
-        return record.status if record is not None else None
+        return ReturnOutcome(user, signed_level, answer.code)
 
     def _verify(self, fields: Mapping[str, str]) -> dict[str, str]:
         """The message verified exactly as received, then named as the layer reads it (`Profile.internal`)."""
@@ -606,10 +612,45 @@ class Onboarding:
         return record
 
 
+_T = TypeVar("_T")
+
+
+def required(value: _T | None, invariant: str) -> _T:
+    """`value`, which an invariant of the rules says is present; a broken invariant fails loudly (500), never on."""
+    if value is None:
+        raise RuntimeError(f"invariant broken: {invariant}")
+    return value
+
+
+SEPARATOR_RULE: Final = "contains_canonical_separator"
+DEFAULT_PORTS: Final = {"https": 443, "http": 80}
+
+
+def host_and_port(url: str) -> tuple[str, int] | None:
+    """(host, port) of a URL, the scheme's default port when none is given; None when it has no usable host."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    port = port if port is not None else DEFAULT_PORTS.get(parts.scheme)
+    if not host or port is None:
+        return None
+    return host, port
+
+
+def entry_with_port(entry: str, url: str) -> tuple[str, int]:
+    """An allow-list entry `host[:port]` as (host, port), read with the scheme of the URL it is compared with."""
+    scheme = urlsplit(url).scheme or "https"
+    parsed = host_and_port(f"{scheme}://{entry}/")
+    return parsed if parsed is not None else (entry.lower(), -1)
+
+
 def _is_own_return_with_query(return_url: str, own_return_url: str, own_host: str | None) -> bool:
     target, own = urlsplit(return_url), urlsplit(own_return_url)
-    hosts = {(own.hostname or "").lower(), (own_host or "").lower()} - {""}
-    is_own = (target.hostname or "").lower() in hosts and target.path == own.path
+    hosts = {host_and_port(own_return_url), entry_with_port(own_host, return_url) if own_host else None} - {None}
+    is_own = host_and_port(return_url) in hosts and target.path == own.path
     return is_own and bool(target.query or target.fragment or return_url.endswith(("?", "#")))
 
 

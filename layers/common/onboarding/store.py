@@ -451,7 +451,8 @@ class UserStore:
         }
 
     def _history(self, update: StatusUpdate) -> dict[str, Any]:
-        assert update.notify_no is not None
+        if update.notify_no is None:  # only notifications write history; a guard, not a path
+            raise ValueError("a history record needs the notification's notify_no")
         item: dict[str, Any] = {
             NOTIFICATIONS_KEY: {"S": update.notify_no},
             "third_party_user_id": {"S": update.third_party_user_id},
