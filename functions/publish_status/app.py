@@ -8,11 +8,11 @@ it, so nothing is lost, and records already published are not published again ne
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from onboarding.config import setting
 from onboarding.observability import logger, metrics
 from onboarding.status_events import batch_answer, events_client, publish, set_events_client
 
@@ -22,5 +22,5 @@ __all__ = ["lambda_handler", "set_events_client"]  # set_events_client: tests in
 @logger.inject_lambda_context
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    bus = os.environ.get("EVENT_BUS_NAME", "").strip() or "default"
+    bus = setting("event_bus_name")  # per invocation, as before
     return batch_answer(publish(event.get("Records") or [], events_client().put_events, bus))

@@ -112,6 +112,14 @@ class Setting:
     read: Callable[[str], Any] = str
     default: Any = None
     required: str | None = None
+    # Read on its own by the module named here (`setting(key)`), not with Settings.from_env: read at import time,
+    # or before the settings can be valid, or where a bad value must fail one route closed rather than every
+    # function (the reader keeps its own rule and error).
+    alone: str | None = None
+
+
+def _true(value: str) -> bool:
+    return value.lower() == "true"
 
 
 SETTINGS: Final[dict[str, Setting]] = {
@@ -139,26 +147,56 @@ SETTINGS: Final[dict[str, Setting]] = {
     "reconcile_queue_url": Setting("RECONCILE_QUEUE_URL"),
     "users_table": Setting("USERS_TABLE"),
     "notifications_table": Setting("NOTIFICATIONS_TABLE"),
+    # read on their own (Setting.alone): by the module named, when it needs them
+    "event_bus_name": Setting("EVENT_BUS_NAME", default="default", alone="functions/publish_status"),
+    "notification_history_days": Setting("NOTIFICATION_HISTORY_DAYS", default="", alone="retention (its rule)"),
+    "notify_allowed_cidrs": Setting("NOTIFY_ALLOWED_CIDRS", default="", alone="source_ip (fails closed)"),
+    "prime_htouhui_keys": Setting("PRIME_HTOUHUI_KEYS", _true, False, alone="ops.priming, at snapshot"),
+    "initialization_type": Setting("AWS_LAMBDA_INITIALIZATION_TYPE", alone="ops.priming, at import"),
+    "service_name": Setting("POWERTOOLS_SERVICE_NAME", default="htouhui-onboarding", alone="observability, at import"),
+    "metrics_namespace": Setting("POWERTOOLS_METRICS_NAMESPACE", default="Htouhui", alone="observability, at import"),
 }
+# AWS_REGION, AWS_ENDPOINT_URL*, POWERTOOLS_LOG_LEVEL and the other Powertools and botocore variables are read by
+# boto3 and Powertools themselves, never by the layer.
+
+
+def environ() -> Mapping[str, str]:
+    """The process environment: the one place in layers/ and functions/ that touches os.environ
+    (tests/unit/test_one_configuration.py holds it). A live view, not a copy: settings read on their own are
+    read per call, as before, so a test's or a runtime's change of the environment is seen."""
+    return os.environ
+
+
+_environ = environ
+
+
+def setting(key: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting of SETTINGS read on its own: its default when unset or blank, else its `read` of the stripped
+    text (whose ValueError, with the reader's own message, is raised as it is)."""
+    declared = SETTINGS[key]
+    raw = (_environ() if environ is None else environ).get(declared.variable, "").strip()
+    return declared.read(raw) if raw else declared.default
 
 
 def read_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     """Every setting of SETTINGS by its key; ConfigError with one message per broken setting, all at once."""
     values: dict[str, Any] = {}
     problems: list[str] = []
-    for key, setting in SETTINGS.items():
-        raw = environ.get(setting.variable, "").strip()
+    for key, declared in SETTINGS.items():
+        if declared.alone:
+            continue
+        raw = environ.get(declared.variable, "").strip()
         if not raw:
-            if setting.required:
-                problems.append(f"{setting.variable} is required: {setting.required}")
-            values[key] = setting.default
+            if declared.required:
+                problems.append(f"{declared.variable} is required: {declared.required}")
+            values[key] = declared.default
             continue
         try:
-            values[key] = setting.read(raw)
+            values[key] = declared.read(raw)
         except ValueError as exc:
             rule = str(exc)
-            problems.append(f"{setting.variable}{rule}" if rule.startswith(":") else f"{setting.variable} {rule}")
-            values[key] = setting.default
+            problems.append(f"{declared.variable}{rule}" if rule.startswith(":") else f"{declared.variable} {rule}")
+            values[key] = declared.default
     if problems:
         raise ConfigError(problems)
     return values
@@ -198,7 +236,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings of SETTINGS read from the environment; ConfigError lists every problem at once."""
-        value = read_settings(os.environ if environ is None else environ)
+        value = read_settings(_environ() if environ is None else environ)
         base_url = value["base_url"] or ENVIRONMENTS[value["environment"]]
         timeouts = Timeouts(connect=value["connect_timeout"], read=value["read_timeout"])
         retry = RetryPolicy(max_attempts=value["max_attempts"], total_seconds=value["retry_seconds"])

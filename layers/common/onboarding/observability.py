@@ -14,7 +14,6 @@ that a log line written by any module of the layer, or by a library, goes throug
 from __future__ import annotations
 
 import logging
-import os
 import re
 import warnings
 from collections.abc import Mapping
@@ -26,10 +25,12 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from htouhui.client import CallRecord
 from htouhui.protocol import REQUEST_FIELD, Profile, ambiguous_fields
+from onboarding.config import setting
 from onboarding.models import mask_bank_card, mask_id_card  # one masking rule for logs and the user view
 
-SERVICE: Final = os.environ.get("POWERTOOLS_SERVICE_NAME", "").strip() or "htouhui-onboarding"
-NAMESPACE: Final = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or "Htouhui"
+# Read at import (the logger and the metrics are module objects), each on its own: the settings need not be valid yet.
+SERVICE: Final[str] = setting("service_name")
+NAMESPACE: Final[str] = setting("metrics_namespace")
 
 # --- masking ----------------------------------------------------------------------------------------
 

@@ -7,11 +7,12 @@ span about 25 hours, and the record is what makes a late redelivery a duplicate 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Final
 
-ENVIRONMENT_VARIABLE: Final = "NOTIFICATION_HISTORY_DAYS"
+from onboarding.config import SETTINGS, setting
+
+ENVIRONMENT_VARIABLE: Final = SETTINGS["notification_history_days"].variable
 MINIMUM_DAYS: Final = 3
 TTL_ATTRIBUTE: Final = "expires_at"
 
@@ -36,5 +37,4 @@ def parse_days(text: str) -> int:
 
 
 def history_days(environ: Mapping[str, str] | None = None) -> int:
-    env = os.environ if environ is None else environ
-    return parse_days(env.get(ENVIRONMENT_VARIABLE, ""))
+    return parse_days(setting("notification_history_days", environ))

@@ -12,12 +12,13 @@ Only the notification route uses it: the browser return comes from users' browse
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Final
 
-ENVIRONMENT_VARIABLE: Final = "NOTIFY_ALLOWED_CIDRS"
+from onboarding.config import SETTINGS, setting
+
+ENVIRONMENT_VARIABLE: Final = SETTINGS["notify_allowed_cidrs"].variable
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -64,10 +65,10 @@ def event_source_ip(event: Mapping[str, Any]) -> str | None:
     return source if isinstance(source, str) else None
 
 
-def notify_source_allowed(event: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> bool:
+def notify_source_allowed(event: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> bool:
     """The notify route's check: the event's source address against NOTIFY_ALLOWED_CIDRS (fails closed)."""
     try:
-        networks = parse_networks(environ.get(ENVIRONMENT_VARIABLE, "").strip())
+        networks = parse_networks(setting("notify_allowed_cidrs", environ))  # per call, as the environment is
     except AllowListError:
         return False
     return is_allowed(event_source_ip(event), networks)

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TextIO
 
+from onboarding.config import setting
 from onboarding.observability import mask_field
 from onboarding.ops.erasure import erase_user, history_keys
 from onboarding.store import iso_utc
@@ -306,9 +306,9 @@ def _stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m onboarding.ops.admin", description=__doc__.split("\n\n")[0])
     top.add_argument("--stack", help="read the table names and the bus from this stack's outputs")
-    top.add_argument("--users-table", default=os.environ.get("USERS_TABLE"))
-    top.add_argument("--notifications-table", default=os.environ.get("NOTIFICATIONS_TABLE"))
-    top.add_argument("--bus", default=os.environ.get("EVENT_BUS_NAME", "default"))
+    top.add_argument("--users-table", default=setting("users_table"))
+    top.add_argument("--notifications-table", default=setting("notifications_table"))
+    top.add_argument("--bus", default=setting("event_bus_name"))
     commands = top.add_subparsers(dest="command", required=True)
     commands.add_parser("show", help="the user and its history, masked").add_argument("user")
     commands.add_parser("check", help="put a CheckUserStatus event on the bus").add_argument("user")

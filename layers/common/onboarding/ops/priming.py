@@ -19,24 +19,23 @@ environment. Priming is an optimisation: a failure is logged and left to the fir
 from __future__ import annotations
 
 import logging
-import os
 import random
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from onboarding import runtime
+from onboarding.config import SETTINGS, setting
 
 logger = logging.getLogger(__name__)
 
 HOOKS_MODULE: Final = "snapshot_restore_py"
-PRIME_KEYS: Final = "PRIME_HTOUHUI_KEYS"
-INITIALIZATION_TYPE: Final = "AWS_LAMBDA_INITIALIZATION_TYPE"  # on-demand, provisioned-concurrency, snap-start
+PRIME_KEYS: Final = SETTINGS["prime_htouhui_keys"].variable
+INITIALIZATION_TYPE: Final = SETTINGS["initialization_type"].variable  # on-demand, provisioned-concurrency, snap-start
 
 
 def install(environ: Mapping[str, str] | None = None) -> list[str]:
     """What this environment gets: "hooks" (registered with snapshot_restore_py) and/or "primed" (now)."""
-    env = os.environ if environ is None else environ
     done = []
     try:
         import snapshot_restore_py  # type: ignore[import-not-found]  # only in the Lambda runtime
@@ -46,7 +45,7 @@ def install(environ: Mapping[str, str] | None = None) -> list[str]:
         snapshot_restore_py.register_before_snapshot(before_snapshot)
         snapshot_restore_py.register_after_restore(after_restore)
         done.append("hooks")
-    if env.get(INITIALIZATION_TYPE) == "provisioned-concurrency":
+    if setting("initialization_type", environ) == "provisioned-concurrency":
         _safely(lambda: prime(keys=True))  # no snapshot: the keys age like a warm environment's
         done.append("primed")
     return done
@@ -54,7 +53,7 @@ def install(environ: Mapping[str, str] | None = None) -> list[str]:
 
 def before_snapshot() -> None:
     """SnapStart: runs once when Lambda publishes the version, before the snapshot is taken."""
-    _safely(lambda: prime(keys=os.environ.get(PRIME_KEYS, "false").lower() == "true"))
+    _safely(lambda: prime(keys=setting("prime_htouhui_keys")))
 
 
 def after_restore() -> None:
