@@ -19,12 +19,12 @@ for folder in (LAYER, ROOT / "local"):  # the layer, and the local stack (tables
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from bench import cold, scale, signing, sizes, warm  # noqa: E402
+from bench import cold, idle, scale, signing, sizes, warm  # noqa: E402
 from bench.keys import make_keys  # noqa: E402
 from bench.servers import moto_server  # noqa: E402
 from bench.stats import Figure, table, write_results  # noqa: E402
 
-SECTIONS = ("sizes", "cold", "priming", "signing", "warm", "scale")
+SECTIONS = ("sizes", "cold", "priming", "signing", "warm", "idle", "scale")
 FULL = {
     "cold_rounds": 11,
     "deployed_rounds": 5,
@@ -34,6 +34,7 @@ FULL = {
     "sign_rounds": 60,
     "scale_days": 365,
     "scale_sample_days": 14,
+    "idle_seconds": 20,
     "build": True,
 }
 QUICK = {
@@ -46,6 +47,7 @@ QUICK = {
     "sign_rounds": 4,
     "scale_days": 10,
     "scale_sample_days": 3,
+    "idle_seconds": 2,
     "build": False,
 }
 
@@ -109,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
             figures += found
             progress("warm notify done")
+        if "idle" in chosen:
+            found, details["idle"] = idle.measure(Path(scratch), seconds=settings["idle_seconds"], progress=progress)
+            figures += found
+            progress("idle done")
         if "scale" in chosen:
             found, details["scale"] = scale.measure(
                 keys_dir,

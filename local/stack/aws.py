@@ -48,6 +48,7 @@ def serial_moto_server(host: str, port: int) -> Any:
     from werkzeug.serving import make_server
 
     lock = threading.Lock()
+    _release_during_sqs_waits()
 
     class Serial(ThreadedMotoServer):  # type: ignore[misc]
         def start(self) -> None:
@@ -55,7 +56,11 @@ def serial_moto_server(host: str, port: int) -> Any:
 
             def serial(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
                 with lock:
-                    return list(application(environ, start_response))
+                    _serving.lock = lock
+                    try:
+                        return list(application(environ, start_response))
+                    finally:
+                        _serving.lock = None
 
             with listening_socket(self._ip_address, self._port) as listener:  # werkzeug serves a duplicate of it
                 self._server = make_server(
@@ -74,6 +79,40 @@ def serial_moto_server(host: str, port: int) -> Any:
                 self._server = None
 
     return Serial(ip_address=host, port=port, verbose=False)
+
+
+_serving = threading.local()  # .lock: the serial server's lock, while this thread applies a request under it
+
+
+def _release_during_sqs_waits() -> None:
+    """A long poll (ReceiveMessage with WaitTimeSeconds) lets go of the serial server's lock while it waits.
+
+    moto implements the wait: its receive scans the queue, then waits on the queue's condition (woken by a sent
+    message, or after a second to look again) until a message comes or the wait time is up. Under the serial
+    lock that wait would hold every other request back for up to 20 s; released, the scan itself is still
+    applied under the lock, and the sender that wakes the wait gets through.
+    """
+    from moto.sqs import models
+
+    original = models.Queue.wait_for_messages
+    if getattr(original, "releases_serial_lock", False):
+        return
+
+    def wait_for_messages(self: Any, timeout: int) -> None:
+        held = getattr(_serving, "lock", None)
+        if held is None:
+            original(self, timeout)
+            return
+        _serving.lock = None
+        held.release()
+        try:
+            original(self, timeout)
+        finally:
+            held.acquire()
+            _serving.lock = held
+
+    wait_for_messages.releases_serial_lock = True  # type: ignore[attr-defined]
+    models.Queue.wait_for_messages = wait_for_messages  # type: ignore[method-assign]
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -184,6 +223,11 @@ def stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     }
 
 
+# A DynamoDB stream has no long poll: the poller reads every 0.25 s (as Lambda does) while records come, and
+# backs off on empty reads, doubling the wait up to 2 s (an idle laptop: one read of each shard per 2 s).
+STREAM_POLL_SECONDS = (0.25, 2.0)
+
+
 class StreamPoller:
     """Lambda's event source mapping for a DynamoDB stream: polls each shard, invokes in order, retries failures."""
 
@@ -195,7 +239,8 @@ class StreamPoller:
         pool: FunctionPool,
         stop: threading.Event,
         *,
-        interval: float = 0.25,
+        interval: float = STREAM_POLL_SECONDS[0],
+        max_interval: float = STREAM_POLL_SECONDS[1],
         on_invoke: Callable[[str, int, str], None] | None = None,
     ) -> None:
         self.streams = client("dynamodbstreams", endpoint)
@@ -204,6 +249,7 @@ class StreamPoller:
         self.pool = pool
         self.stop = stop
         self.interval = interval
+        self.max_interval = max_interval
         self.on_invoke = on_invoke or (lambda _name, _count, _outcome: None)
         # The last sequence number read per shard (None: nothing read yet, start at the trim horizon). A fresh
         # iterator is asked for on every poll rather than following NextShardIterator: moto restores a copy of
@@ -250,20 +296,32 @@ class StreamPoller:
             last = str(records[-1]["dynamodb"]["SequenceNumber"])
 
     def run(self) -> None:
+        """Poll every `interval` while records come; each empty poll (or error) doubles the wait up to
+        `max_interval`, and the first record brings it back (`next_wait`)."""
+        wait = self.interval
         while not self.stop.is_set():
+            found = 0
             try:
-                self.poll_once()
+                found = self.poll_once()
             except Exception as exc:
                 if self.stop.is_set():
                     return
                 log.warning("stream %s: %s", self.source.function, type(exc).__name__)
-            self.stop.wait(self.interval)
+            wait = self.next_wait(wait, found)
+            self.stop.wait(wait)
 
-    def poll_once(self) -> None:
+    def next_wait(self, wait: float, found: int) -> float:
+        """The wait before the next poll: the shortest after records, else twice the last, at most the cap."""
+        return self.interval if found else min(self.max_interval, wait * 2)
+
+    def poll_once(self) -> int:
+        """One read of every shard, its records delivered; returns how many records were read."""
+        found = 0
         self._refresh_shards()
         for shard_id, after in list(self.positions.items()):
             answer = self.streams.get_records(ShardIterator=self._iterator(shard_id, after), Limit=1000)
             raw = answer.get("Records", [])
+            found += len(raw)
             if raw:
                 self.positions[shard_id] = str(raw[-1]["dynamodb"]["SequenceNumber"])
             records = [stream_record(record, self.stream_arn) for record in raw]
@@ -275,6 +333,7 @@ class StreamPoller:
                 ]
             self.pending[shard_id].extend(records)
             self._deliver(shard_id)
+        return found
 
     def _deliver(self, shard_id: str) -> None:
         queue = self.pending[shard_id]
@@ -327,11 +386,19 @@ def _first_failure(result: Any, batch: list[dict[str, Any]]) -> int | None:
 class EventBus:
     """The template's buses and rules on moto's EventBridge; each rule's matches reach its function via a queue."""
 
-    def __init__(self, endpoint: str, stop: threading.Event, *, on_event: Callable[[str, str, str], None]) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        stop: threading.Event,
+        *,
+        on_event: Callable[[str, str, str], None],
+        wait_seconds: int = 20,
+    ) -> None:
         self.events = client("events", endpoint)
         self.sqs = client("sqs", endpoint)
         self.stop = stop
         self.on_event = on_event
+        self.wait_seconds = wait_seconds  # the rules' queues are long-polled, as the SQS mappings are
         self.buses: set[str] = {"default"}
 
     def ensure_bus(self, name: str | None) -> str:
@@ -368,9 +435,10 @@ class EventBus:
     def _messages(self, url: str) -> list[dict[str, Any]]:
         try:
             found: list[dict[str, Any]] = self.sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=self.wait_seconds
             ).get("Messages", [])
         except Exception:
+            self.stop.wait(1.0)  # moto is going away, or not there yet: not a busy loop
             return []
         for message in found:  # at-least-once is what EventBridge promises anyway: a failed delete is harmless
             with contextlib.suppress(Exception):
@@ -382,7 +450,6 @@ class EventBus:
             for message in self._messages(url):
                 event = json.loads(message["Body"])
                 self.on_event(bus, str(event.get("source")), str(event.get("detail-type")))
-            self.stop.wait(0.25)
 
     def _deliver(self, url: str, rule: RuleSource, pool: FunctionPool) -> None:
         while not self.stop.is_set():
@@ -398,7 +465,6 @@ class EventBus:
                         self.on_event(f"rule {rule.event}", rule.function, f"failed ({failure.error_type})")
                         if attempt < 2:
                             self.stop.wait(1.0)
-            self.stop.wait(0.25)
 
 
 def eventbridge_event(body: dict[str, Any]) -> dict[str, Any]:

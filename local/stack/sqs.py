@@ -25,6 +25,11 @@ from stack.template import REGION, QueueSource, Template
 
 log = logging.getLogger("stack")
 LOCAL_MAX_POLLERS = 2  # MaximumConcurrency is honoured up to this many pollers per mapping on a laptop
+# Long polling, as Lambda's event source mapping polls: a receive waits up to this long for a message and returns
+# as soon as one arrives (moto implements the wait; `stack.aws.serial_moto_server` lets other requests run
+# meanwhile). An idle queue then costs one request per poller per 20 s instead of two a second.
+LONG_POLL_SECONDS = 20
+ERROR_BACKOFF_SECONDS = (0.5, 5.0)  # after a failed receive: the first wait, doubling up to the second
 _ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
 
 
@@ -121,7 +126,7 @@ class QueuePoller:
         pool: FunctionPool,
         stop: threading.Event,
         *,
-        interval: float = 0.5,  # between empty receives: moto serves one request at a time, keep idle polls few
+        wait_seconds: int = LONG_POLL_SECONDS,
         on_invoke: Callable[[str, str, int, str], None] | None = None,
     ) -> None:
         self.sqs = client("sqs", endpoint)
@@ -129,7 +134,7 @@ class QueuePoller:
         self.queue = queue
         self.pool = pool
         self.stop = stop
-        self.interval = interval
+        self.wait_seconds = wait_seconds
         self.on_invoke = on_invoke or (lambda _function, _queue, _count, _outcome: None)
         self.pollers = max(1, min(source.maximum_concurrency or LOCAL_MAX_POLLERS, LOCAL_MAX_POLLERS))
         self.delivered = 0
@@ -145,22 +150,26 @@ class QueuePoller:
         return threads
 
     def run(self) -> None:
+        """Receive again at once, empty or not (a long poll is its own wait); back off only after an error."""
+        first, cap = ERROR_BACKOFF_SECONDS
+        backoff = first
         while not self.stop.is_set():
             try:
-                if self.poll_once():
-                    continue  # more may be waiting
+                self.poll_once()
+                backoff = first
             except Exception as exc:
                 if self.stop.is_set():
                     return
                 log.warning("queue %s: %s", self.queue.logical_id, type(exc).__name__)
-            self.stop.wait(self.interval)
+                self.stop.wait(backoff)
+                backoff = min(cap, backoff * 2)
 
     def poll_once(self) -> int:
         """One receive and one invocation; returns how many messages were handed to the function."""
         messages = self.sqs.receive_message(
             QueueUrl=self.queue.url,
             MaxNumberOfMessages=min(10, self.source.batch_size),
-            WaitTimeSeconds=0,
+            WaitTimeSeconds=self.wait_seconds,
             AttributeNames=["All"],
         ).get("Messages", [])
         if not messages:

@@ -24,7 +24,7 @@ def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
             "--quick",
             "--no-build",
             "--only",
-            "cold,priming,signing,warm",
+            "cold,priming,signing,warm,idle",
             "--out",
             str(out),
         ],
@@ -37,7 +37,7 @@ def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(out.read_text())
     sections = {figure["section"] for figure in data["figures"]}
-    assert sections == {"cold start", "priming", "signing", "warm notify"}
+    assert sections == {"cold start", "priming", "signing", "warm notify", "idle"}
     names = {figure["name"] for figure in data["figures"] if figure["section"] == "cold start"}
     assert {"notify", "register", "open_account", "query_user", "reconcile_worker", "publish_status"} <= names
     for figure in data["figures"]:
@@ -52,4 +52,6 @@ def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
     assert set(data["details"]["priming"]["median_ms"]) >= {"floor_import", "restored_hook", "priming"}
     warm = data["details"]["warm"]
     assert all(set(counts) == {"200"} for counts in warm["answers"].values())  # every notification accepted
+    idle = data["details"]["idle"]
+    assert idle["seconds"] > 0 and idle["stack_cpu_seconds"] >= 0 and idle["target_percent"] == 1.0
     assert "section" in result.stdout and "written to" in result.stdout

@@ -137,3 +137,43 @@ def test_bus_and_schedule_events_have_the_full_envelope() -> None:
     assert scheduled["resources"] == ["arn:aws:scheduler:us-east-1:123456789012:schedule/default/reconcile"]
     assert scheduled["time"] == "2026-11-28T00:00:00Z"
     assert aws.scheduled_event("Schedule", "r")["source"] == "aws.events"
+
+
+class _Empty:
+    """A DynamoDB Streams client double with one shard and no records."""
+
+    def describe_stream(self, **_: Any) -> dict[str, Any]:
+        return {"StreamDescription": {"Shards": [{"ShardId": "shard"}]}}
+
+    def get_shard_iterator(self, **_: Any) -> dict[str, Any]:
+        return {"ShardIterator": "it"}
+
+    def get_records(self, **_: Any) -> dict[str, Any]:
+        return {"Records": []}
+
+
+class _CountedWaits(threading.Event):
+    """Records each wait's timeout (never sleeps); sets itself after `limit` waits."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit, self.waits = limit, []  # type: ignore[var-annotated]
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        if len(self.waits) >= self.limit:
+            self.set()
+        return self.is_set()
+
+
+def test_an_empty_stream_is_polled_less_and_less_often_up_to_a_cap() -> None:
+    """Idle `make run`: every empty read doubles the wait (0.25 s, Lambda's rate, up to 2 s); records bring
+    it back to 0.25 s."""
+    source = StreamSource("PublishStatusFunction", "UsersStream", "UsersTable", ARN, 2, "TRIM_HORIZON", 1, False, ())
+    stop = _CountedWaits(limit=6)
+    streams = aws.StreamPoller("http://127.0.0.1:9", source, ARN, _Pool([]), stop)  # type: ignore[arg-type]
+    streams.streams = _Empty()
+    streams.run()
+    assert stop.waits == [0.5, 1.0, 2.0, 2.0, 2.0, 2.0]
+    assert aws.STREAM_POLL_SECONDS == (0.25, 2.0)
+    assert streams.next_wait(2.0, found=3) == 0.25 and streams.next_wait(0.25, found=0) == 0.5

@@ -98,6 +98,7 @@ def test_the_poller_invokes_in_batches_and_keeps_only_the_reported_failures(endp
         queue,
         pool,
         threading.Event(),
+        wait_seconds=0,  # drained below until an empty receive: no long poll at the end
         on_invoke=lambda *args: seen.append(args[3]),  # type: ignore[arg-type]
     )
     while poller.poll_once():
@@ -111,6 +112,70 @@ def test_the_poller_invokes_in_batches_and_keeps_only_the_reported_failures(endp
     assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"
     assert attributes["ApproximateNumberOfMessages"] == "0"
 
-    crashing = sqs.QueuePoller(endpoint, source, queue, Pool(crash=True), threading.Event())  # type: ignore[arg-type]
+    crashing = sqs.QueuePoller(
+        endpoint,
+        source,
+        queue,
+        Pool(crash=True),  # type: ignore[arg-type]
+        threading.Event(),
+        wait_seconds=0,
+    )
     client.send_message(QueueUrl=queue.url, MessageBody="{}")
     assert crashing.poll_once() == 1 and crashing.delivered == 0  # nothing deleted: it comes back
+
+
+class _Recording:
+    """An SQS client double: records each receive's arguments, answers empty, sets `stop` after `polls`."""
+
+    def __init__(self, stop: threading.Event, polls: int) -> None:
+        self.stop, self.polls, self.calls = stop, polls, []  # type: ignore[var-annotated]
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        if len(self.calls) >= self.polls:
+            self.stop.set()
+        return {}
+
+
+class _NoWaits(threading.Event):
+    """A stop event whose waits are recorded, never slept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return self.is_set()
+
+
+def test_the_poller_long_polls_as_lambda_does_and_never_sleeps_between_receives() -> None:
+    """Idle `make run`: each receive waits up to 20 s on moto (WaitTimeSeconds=20, Lambda's setting); an empty
+    answer is followed by the next long poll at once, with no sleep of its own (the long poll is the wait)."""
+    template = load(ROOT / "template.yaml")
+    source = next(item for item in template.queue_sources if item.queue == "ReconcileQueue")
+    queue = sqs.LocalQueue("ReconcileQueue", "q", "http://127.0.0.1:9/q", "arn:aws:sqs:us-east-1:1:q")
+    stop = _NoWaits()
+    poller = sqs.QueuePoller("http://127.0.0.1:9", source, queue, Pool(), stop)  # type: ignore[arg-type]
+    poller.sqs = _Recording(stop, polls=3)
+    poller.run()
+    assert [call["WaitTimeSeconds"] for call in poller.sqs.calls] == [sqs.LONG_POLL_SECONDS] * 3
+    assert sqs.LONG_POLL_SECONDS == 20 and stop.waits == []
+    assert poller.sqs.calls[0]["MaxNumberOfMessages"] == 10
+
+
+def test_a_long_poll_lets_other_requests_through_and_returns_when_a_message_arrives(endpoint: str) -> None:
+    """The serial moto server releases its lock while a receive waits: a DynamoDB call and the send that
+    ends the wait get through, and the waiting receive returns the message (not after its 20 s)."""
+    client = aws.client("sqs", endpoint)
+    url = client.create_queue(QueueName="long-poll-probe")["QueueUrl"]
+    answers: list[Any] = []
+    waiting = threading.Thread(
+        target=lambda: answers.append(aws.client("sqs", endpoint).receive_message(QueueUrl=url, WaitTimeSeconds=20))
+    )
+    waiting.start()
+    aws.client("dynamodb", endpoint).list_tables()  # not held back by the waiting receive
+    client.send_message(QueueUrl=url, MessageBody="wake up")
+    waiting.join(timeout=15)
+    assert not waiting.is_alive(), "the long poll did not return when the message arrived"
+    assert [message["Body"] for message in answers[0]["Messages"]] == ["wake up"]
