@@ -4,6 +4,7 @@ name of `__all__` work without boto3, botocore or Powertools, and the package sh
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,7 @@ def test_the_sdk_installs_and_imports_without_aws(tmp_path: Path) -> None:
     env = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env)
     python = env / "bin" / "python"
+    clean = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}  # make exports the tree's
     source = shutil.copytree(LAYER, tmp_path / "common", ignore=shutil.ignore_patterns("__pycache__", "build"))
     installed = subprocess.run(
         [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", str(source)],
@@ -44,10 +46,11 @@ def test_the_sdk_installs_and_imports_without_aws(tmp_path: Path) -> None:
         text=True,
         timeout=600,
         check=False,
+        env=clean,
     )
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
     ran = subprocess.run(
-        [str(python), "-c", PROBE], capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path
+        [str(python), "-c", PROBE], capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path, env=clean
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
     report = json.loads(ran.stdout)
