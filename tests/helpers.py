@@ -39,8 +39,11 @@ from htouhui.models import id_card_check_character
 ROOT = Path(__file__).resolve().parent.parent
 LAYER = ROOT / "layers" / "common"
 EVENTS = ROOT / "events"
+# The binding protocol, the merchant contract and the vectors, copied into the repository (a clone alone runs
+# make test); tests/unit/test_spec_copies.py keeps them byte-identical to ../shared/ when that is present.
+SPEC = ROOT / "docs" / "spec"
 SHARED = Path(os.environ.get("HTOUHUI_SHARED_DIR", ROOT.parent / "shared")).resolve()
-PROTOCOL_DIR = SHARED / "protocol"
+PROTOCOL_DIR = SPEC / "protocol"
 TEST_KEYS = PROTOCOL_DIR / "test-keys"
 PARTNER_ID = "P2026000001"
 
