@@ -51,8 +51,8 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 checkov: $(CHECKOV_STAMP) ## checkov over template.yaml: 0 failed checks (accepted ones skipped in each resource's Metadata)
 	$(VENV)/checkov/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
 
-typecheck: $(STAMP) ## mypy on the layer
-	$(VENV)/bin/mypy layers/common/htouhui layers/common/onboarding
+typecheck: $(STAMP) ## mypy (strict) on the layer and the bench (its in-memory store implements the Store protocol)
+	$(VENV)/bin/mypy layers/common/htouhui layers/common/onboarding bench
 
 cfn-lint: $(STAMP) ## lint the SAM template
 	$(VENV)/bin/cfn-lint template.yaml

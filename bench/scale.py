@@ -19,20 +19,24 @@ the form (before the first check), 5 % reach it but the notification is lost, 25
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import heapq
 import json
 import math
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.stats import Figure
+
+if TYPE_CHECKING:
+    from onboarding.store import ApplyOutcome, Claim, UserRecord
 
 DAY = 86400
 PEAK_HOUR = 12
@@ -158,6 +162,7 @@ class MemoryStore:
         self.items: dict[str, dict[str, Any]] = {}
         self.index: dict[str, list[tuple[int, str]]] = defaultdict(list)  # shard -> sorted (due, user)
         self.index_writes = 0
+        self.unhandled: dict[str, dict[str, str]] = {}
 
     # the sparse index follows the item
     def _unindex(self, item: dict[str, Any]) -> None:
@@ -187,12 +192,68 @@ class MemoryStore:
             "open_requested": True,
         }
 
-    def get(self, user: str) -> Any:
+    # registration (the bench seeds users with add_user; these keep the Store protocol whole)
+    def claim_registration(self, third_party_user_id: str, mobile_digest: str, now: datetime) -> Claim:
+        from onboarding.store import Claim, ClaimOutcome
+
+        item = self.items.get(third_party_user_id)
+        epoch = int(now.timestamp())
+        if item is None or (item.get("registration") == "CLAIMED" and item.get("claim_expires_at", 0) < epoch):
+            token = f"t{len(self.items)}-{epoch}"
+            self.items[third_party_user_id] = {
+                "third_party_user_id": third_party_user_id,
+                "registration": "CLAIMED",
+                "claim_token": token,
+                "claim_expires_at": epoch + 30,
+                "mobile_digest": mobile_digest,
+            }
+            return Claim(ClaimOutcome.CLAIMED, token=token)
+        record = self.get(third_party_user_id)
+        if item.get("mobile_digest") != mobile_digest:
+            return Claim(ClaimOutcome.OTHER_MOBILE, record=record)
+        if item.get("registration") == "DONE":
+            return Claim(ClaimOutcome.DONE, record=record)
+        return Claim(ClaimOutcome.IN_PROGRESS, record=record)
+
+    def complete_registration(self, third_party_user_id: str, htouhui_user_id: str, now: datetime) -> UserRecord:
+        item = self.items[third_party_user_id]
+        item.update(htouhui_user_id=htouhui_user_id, registration="DONE")
+        item.pop("claim_token", None)
+        item.pop("claim_expires_at", None)
+        return self._required(third_party_user_id)
+
+    def release_claim(self, third_party_user_id: str, token: str | None = None) -> None:
+        item = self.items.get(third_party_user_id)
+        if item is not None and item.get("registration") == "CLAIMED" and token in (None, item.get("claim_token")):
+            del self.items[third_party_user_id]
+
+    def mark_open_requested(self, third_party_user_id: str, id_card: str, now: datetime) -> UserRecord:
+        self.items[third_party_user_id].update(id_card=id_card, open_requested=True)
+        return self._required(third_party_user_id)
+
+    def record_unhandled(
+        self, notify_no: str, received: Mapping[str, str], now: datetime, *, notify_type: str | None
+    ) -> ApplyOutcome:
+        from onboarding.store import ApplyOutcome
+
+        if notify_no in self.unhandled:
+            return ApplyOutcome.DUPLICATE
+        self.unhandled[notify_no] = dict(received)
+        return ApplyOutcome.UNHANDLED
+
+    def _required(self, user: str) -> UserRecord:
+        record = self.get(user)
+        if record is None:
+            raise KeyError(user)
+        return record
+
+    def get(self, user: str) -> UserRecord | None:
         item = self.items.get(user)
         if item is None:
             return None
         fields = {key: value for key, value in item.items() if key in self._record.__dataclass_fields__}
-        return self._record(**fields)
+        record: UserRecord = self._record(**fields)
+        return record
 
     def due(self, shard: str, now: int, limit: int) -> list[Any]:
         from onboarding.store import DueUser
@@ -303,7 +364,7 @@ class MemoryQueue:
         return len(self.messages)
 
     def receive(self, limit: int, now: float) -> list[dict[str, Any]]:
-        taken = []
+        taken: list[dict[str, Any]] = []
         while self.messages and self.messages[0][0] <= now and len(taken) < limit:
             taken.append(heapq.heappop(self.messages)[2])
         return taken  # deleted on success: the worker reports no failure for scheduled messages
@@ -322,6 +383,9 @@ class MemoryHtouhui:
         self.per_second: Counter[int] = Counter()
         self.in_flight: set[str] = set()
         self.overlaps = 0
+
+    def register(self, request: Any) -> Any:
+        raise NotImplementedError("the reconciliation bench seeds registered users; it never registers one")
 
     def query(self, request: Any) -> Any:
         user = request.third_party_user_id
@@ -382,7 +446,7 @@ def sample_run(
     htouhui = MemoryHtouhui(clock)
     queue = MemoryQueue(visibility=360)
     queue.clock = clock
-    onboarding = Onboarding.configured(settings, store, lambda: htouhui, clock=clock)  # type: ignore[arg-type,return-value]
+    onboarding = Onboarding.configured(settings, store, lambda: htouhui, clock=clock)
     ladder = schedule.Ladder(settings.reconcile_ladder)
     slots = workers + priority_workers
     interval = schedule.pacing_interval(settings.reconcile_rate_budget, slots)
@@ -485,9 +549,9 @@ def sample_run(
                 push(wake, "slot", slot)
                 continue
             for message in messages:
-                record = store.items.get(message["third_party_user_id"])
-                if record is not None and record.get("next_check_at") == message["due"]:
-                    key = (message["third_party_user_id"], record.get("check_anchor"), record.get("check_step"))
+                claimed = store.items.get(message["third_party_user_id"])
+                if claimed is not None and claimed.get("next_check_at") == message["due"]:
+                    key = (message["third_party_user_id"], int(claimed["check_anchor"]), int(claimed["check_step"]))
                     # what the dispatcher claimed was due at the ladder's time, or at a retry's time
                     due_log.setdefault(key, _due_of(ladder, key))
             bodies = [reconcile.Message(str(i), json.dumps(m)) for i, m in enumerate(messages)]
@@ -502,7 +566,7 @@ def sample_run(
     expected = {"none": 0, "notified": 0, "lost": 1, "stalled": len(ladder.steps)}
     wrong = [user for user in counted if htouhui.queries[user] != expected[outcomes[user]]]
     per_registration = sum(htouhui.queries[user] for user in counted) / max(1, len(counted))
-    per_day = Counter(int((at - EPOCH.timestamp()) // DAY) for _, at in checked_log)
+    checks_per_day = Counter(int((at - EPOCH.timestamp()) // DAY) for _, at in checked_log)
     delays = [checked - due for due, checked in checked_log]
     backlog_before_peak = []
     for day in range(1, days):
@@ -520,7 +584,7 @@ def sample_run(
         # the pacing's invariant: at most `slots` query starts in any window of one pacing interval
         "busiest_interval_queries": _busiest_window(htouhui.per_second, interval),
         "slots": slots,
-        "queries_per_day_x1000": [per_day.get(day, 0) * SAMPLE for day in range(days)],
+        "queries_per_day_x1000": [checks_per_day.get(day, 0) * SAMPLE for day in range(days)],
         "worst_delay_min": round(max(delays, default=0) / 60, 1),
         "oldest_first_violations": violations,
         "dispatched": dispatched,
@@ -562,10 +626,16 @@ def measure(
     from onboarding import reconcile, schedule
     from onboarding.config import Settings
 
-    defaults = Settings.__dataclass_fields__
-    ladder = defaults["reconcile_ladder"].default
-    shards = defaults["reconcile_shards"].default
-    workers, priority = defaults["reconcile_workers"].default, defaults["reconcile_priority_workers"].default
+    def default(name: str) -> Any:
+        value = Settings.__dataclass_fields__[name].default
+        if value is dataclasses.MISSING:
+            raise RuntimeError(f"Settings.{name} has no default")
+        return value
+
+    ladder: tuple[int, ...] = default("reconcile_ladder")
+    shards: int = default("reconcile_shards")
+    workers: int = default("reconcile_workers")
+    priority: int = default("reconcile_priority_workers")
     started = time.process_time()
     details: dict[str, Any] = {"model": {"peak_hour_utc": PEAK_HOUR, "peak_factor": PEAK_FACTOR}, "budgets": {}}
     figures: list[Figure] = []

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from helpers import PROTOCOL_DIR, TEST_KEYS
+from subjects import subject_of
 
 from htouhui import protocol
 
@@ -65,3 +66,11 @@ def in_process_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
     with mock_aws():
         yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its module's subject (tests/subjects.py): `pytest -m sdk` and the like."""
+    for item in items:
+        subject = subject_of(item.path.stem)
+        if subject is not None:
+            item.add_marker(getattr(pytest.mark, subject))

@@ -19,7 +19,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from types import ModuleType
@@ -152,6 +153,22 @@ class Bridge:
         self._server.server_close()
 
 
+class SettableClock:
+    """A clock that starts now and moves only when told: the functions' time in the integration stack."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def epoch(self) -> int:
+        return int(self.now.timestamp())
+
+
 @dataclass
 class Stack:
     bridge: Bridge
@@ -162,6 +179,7 @@ class Stack:
     calls: list[Any]
     queue_url: str = ""  # the reconciliation work queue (moto SQS)
     aws_url: str = ""
+    clock: SettableClock = field(default_factory=lambda: SettableClock())  # the functions' clock (runtime)
 
     # --- the merchant's side (events straight into the handlers) ---------------------------------
 
@@ -487,3 +505,19 @@ def sqs_client(endpoint: str) -> Any:
     return boto3.client(
         "sqs", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="x"
     )
+
+
+def dump(stack: Stack) -> dict[str, list[dict[str, Any]]]:
+    """Every item of both tables, consistently read and sorted: compare before and after."""
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for name in (stack.users_table, stack.notifications_table):
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {"TableName": name, "ConsistentRead": True}
+        while True:
+            page = stack.dynamodb.scan(**request)
+            items.extend(page["Items"])
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        tables[name] = sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
+    return tables

@@ -6,10 +6,14 @@ that checks the alarms' metrics are emitted.
 
 from __future__ import annotations
 
+import shutil
+import sys
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 from helpers import ROOT
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
@@ -83,3 +87,34 @@ def alarm_metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
     if "MetricName" in alarm:
         return [{key: alarm.get(key) for key in ("Namespace", "MetricName", "Dimensions")}]
     return [query["MetricStat"]["Metric"] for query in alarm["Metrics"] if "MetricStat" in query]
+
+
+# function logical id -> folder under functions/ (the names the bundle design fixes)
+FUNCTIONS = {
+    "RegisterFunction": "register",
+    "OpenAccountFunction": "open_account",
+    "QueryUserFunction": "query_user",
+    "NotifyFunction": "notify",
+    "ReconcileDispatchFunction": "reconcile_dispatch",
+    "ReconcileWorkerFunction": "reconcile_worker",
+    "PublishStatusFunction": "publish_status",
+}
+
+# API.md section 1: (method, path) -> (function, authorisation)
+ROUTES = {
+    ("post", "/users"): ("RegisterFunction", "AWS_IAM"),
+    ("post", "/users/{third_party_user_id}/open-account"): ("OpenAccountFunction", "AWS_IAM"),
+    ("get", "/users/{third_party_user_id}"): ("QueryUserFunction", "AWS_IAM"),
+    ("post", "/htouhui/notify"): ("NotifyFunction", "NONE"),
+    ("get", "/htouhui/return"): ("NotifyFunction", "NONE"),
+}
+
+
+def tool(name: str) -> str:
+    found = Path(sys.executable).parent / name
+    if found.exists():
+        return str(found)
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: make venv")
+    return path

@@ -50,7 +50,7 @@ def serial_moto_server(host: str, port: int) -> Any:
     lock = threading.Lock()
     _release_during_sqs_waits()
 
-    class Serial(ThreadedMotoServer):  # type: ignore[misc]
+    class Serial(ThreadedMotoServer):
         def start(self) -> None:
             application = DomainDispatcherApplication(create_backend_app)
 

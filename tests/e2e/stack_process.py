@@ -121,3 +121,34 @@ def running_stack(folder: Path, **options: Any) -> Iterator[StackProcess]:
         yield process
     finally:
         process.stop()
+
+
+# --- `make demo` (python -m stack.demo) as a person runs it ----------------------------------------------
+
+MOBILE = "13912345678"
+ID_CARD = "110105199003071239"  # check digit valid (GB 11643)
+REAL_NAME = "测试用户"
+
+
+def run_demo(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    environment = dict(os.environ)
+    environment.pop("SANDBOX_TIME_SCALE", None)
+    environment.update(
+        PYTHONPATH=os.pathsep.join([str(ROOT / "local"), str(ROOT / "layers" / "common")]),
+        PYTHONIOENCODING="utf-8",
+        STACK_HOST="127.0.0.1",
+        **env,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "stack.demo", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+    )
+
+
+def person(user: str, mobile: str = MOBILE) -> list[str]:
+    return ["--user", user, "--mobile", mobile, "--id-card", ID_CARD, "--real-name", REAL_NAME]

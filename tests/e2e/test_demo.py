@@ -4,52 +4,30 @@ and exits 0, never prints the personal data in full, fails with the step's name 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from helpers import ROOT
-from stack_process import StackProcess, free_port, port_is_free, running_stack
+from stack_process import (
+    ID_CARD,
+    MOBILE,
+    REAL_NAME,
+    StackProcess,
+    free_port,
+    person,
+    port_is_free,
+    run_demo,
+    running_stack,
+)
 
 pytestmark = pytest.mark.slow
-
-MOBILE = "13912345678"
-ID_CARD = "110105199003071239"  # check digit valid (GB 11643)
-REAL_NAME = "测试用户"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     with running_stack(tmp_path_factory.mktemp("demo-stack"), SANDBOX_TIME_SCALE="1") as process:
         yield process
-
-
-def run_demo(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    environment = dict(os.environ)
-    environment.pop("SANDBOX_TIME_SCALE", None)
-    environment.update(
-        PYTHONPATH=os.pathsep.join([str(ROOT / "local"), str(ROOT / "layers" / "common")]),
-        PYTHONIOENCODING="utf-8",
-        STACK_HOST="127.0.0.1",
-        **env,
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "stack.demo", *args],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=timeout,
-    )
-
-
-def person(user: str, mobile: str = MOBILE) -> list[str]:
-    return ["--user", user, "--mobile", mobile, "--id-card", ID_CARD, "--real-name", REAL_NAME]
 
 
 def assert_no_personal_data(text: str, mobile: str = MOBILE) -> None:

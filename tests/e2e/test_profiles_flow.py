@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from stack_process import running_stack
-from test_demo import person, run_demo
+from stack_process import person, run_demo, running_stack
 
 from htouhui import protocol
 

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +24,7 @@ from helpers import (
     TEST_KEYS,
     Bridge,
     Receiver,
+    SettableClock,
     Stack,
     create_tables,
     dynamodb_client,
@@ -29,11 +32,15 @@ from helpers import (
     moto_dynamodb,
     sqs_client,
 )
+from htouhui_fake import FakeHtouhui
+from rules_support import PARTNER, Clock, client_factory, settings_for
 from sandbox.server import RunningSandbox, Sandbox, SandboxConfig
 
 from htouhui import protocol
 from htouhui.client import HtouhuiClient
 from onboarding import observability, runtime
+from onboarding.rules import Onboarding
+from onboarding.store import UserStore
 
 TIME_SCALE = 0.05  # the module sandbox's delivery schedule: first retry after 0.75 s, answer time-out 0.25 s
 
@@ -120,6 +127,8 @@ def stack(
             monkeypatch.delenv(name, raising=False)
     stack_sandbox.sandbox.reset()
     runtime.reset()
+    clock = SettableClock()
+    runtime.configure(clock=clock)
     calls: list[Any] = []
     original = observability.record_attempt
 
@@ -131,7 +140,7 @@ def stack(
     bridge.before = None
     bridge.invocations.clear()
     try:
-        yield Stack(bridge, stack_sandbox, dynamodb, users, notifications, calls, queue_url, aws)
+        yield Stack(bridge, stack_sandbox, dynamodb, users, notifications, calls, queue_url, aws, clock)
     finally:
         runtime.reset()
         bridge.before = None
@@ -178,3 +187,50 @@ def client(
     made = make_client(sandbox.url, merchant_private_key, htouhui_public_key)
     yield made
     made.close()
+
+
+@pytest.fixture
+def captured_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[io.StringIO]:
+    """Every line any logger writes while the test runs: Powertools' handler, the layer's, the root's."""
+    sink = io.StringIO()
+    handler = observability.logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    previous_stream = handler.setStream(sink)
+    root_handler = logging.StreamHandler(sink)
+    root = logging.getLogger()
+    root.addHandler(root_handler)
+    observability.mask_root_handlers()
+    previous_level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        yield sink
+    finally:
+        root.setLevel(previous_level)
+        root.removeHandler(root_handler)
+        if previous_stream is not None:
+            handler.setStream(previous_stream)
+        sink.write(capsys.readouterr().out)  # metrics (EMF) and anything printed
+
+
+# --- the rules over moto and the fake Htouhui (rules_support) --------------------------------------------
+
+
+@pytest.fixture
+def store(dynamodb: Any, tables: tuple[str, str]) -> UserStore:
+    return UserStore(*tables, dynamodb=dynamodb, sleep=lambda _: None)
+
+
+@pytest.fixture
+def fake(htouhui_private_key: protocol.PrivateKey, merchant_public_key: protocol.PublicKey) -> FakeHtouhui:
+    return FakeHtouhui(PARTNER, htouhui_private_key, merchant_public_key)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def onboarding(store: UserStore, fake: FakeHtouhui, clock: Clock) -> Onboarding:
+    settings = settings_for()
+    return Onboarding.configured(settings, store, client_factory(settings, fake), clock=clock)

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import re
 import threading
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from helpers import Stack, header, json_body, load_event, valid_id_card
-
-from onboarding import observability
 
 # Powertools warns when an invocation counted nothing: normal here.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
@@ -151,29 +147,6 @@ def test_sample_events_run_against_the_stack(stack: Stack) -> None:
 
 
 # --- no personal data in any log line ---------------------------------------------------------------
-
-
-@pytest.fixture
-def captured_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[io.StringIO]:
-    """Every line any logger writes while the test runs: Powertools' handler, the layer's, the root's."""
-    sink = io.StringIO()
-    handler = observability.logger.registered_handler
-    assert isinstance(handler, logging.StreamHandler)
-    previous_stream = handler.setStream(sink)
-    root_handler = logging.StreamHandler(sink)
-    root = logging.getLogger()
-    root.addHandler(root_handler)
-    observability.mask_root_handlers()
-    previous_level = root.level
-    root.setLevel(logging.DEBUG)
-    try:
-        yield sink
-    finally:
-        root.setLevel(previous_level)
-        root.removeHandler(root_handler)
-        if previous_stream is not None:
-            handler.setStream(previous_stream)
-        sink.write(capsys.readouterr().out)  # metrics (EMF) and anything printed
 
 
 def test_no_personal_data_in_any_log_line(stack: Stack, captured_logs: io.StringIO) -> None:

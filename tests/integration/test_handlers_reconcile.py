@@ -9,7 +9,6 @@ forwards to an SQS queue, where the test reads what was published.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import boto3
@@ -20,7 +19,7 @@ from helpers import Stack, invoke, json_body, load_event, load_function, sqs_eve
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
 ID_CARD = valid_id_card("31010419870605002")
-FIRST_STEP = 2.05  # the harness's ladder starts at 1 s, plus up to 20 % jitter, in whole seconds
+FIRST_STEP = 2.05  # the harness's ladder starts at 1 s, plus up to 20 % jitter, in whole seconds: moved, not slept
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +53,7 @@ def test_dispatcher_and_worker_bring_a_user_with_a_dropped_notification_to_the_t
     assert json_body(stack.query(user))["stage"] == "OPEN_REQUESTED"
     assert "next_check_at" in stack.user_item(user) and "next_check_at" not in stack.user_item("u-no-form")
 
-    time.sleep(FIRST_STEP)
+    stack.clock.advance(FIRST_STEP)
     assert stack.dispatch() == {"result": "dispatched", "found": 1, "dispatched": 1, "taken": 0}
     assert stack.work_queued() == [{"batchItemFailures": []}]
     view = json_body(stack.query(user))
@@ -76,7 +75,7 @@ def test_worker_counts_failures_and_goes_on(stack: Stack, capsys: pytest.Capture
     other_card = {"id_card": valid_id_card("31010419870605003"), "real_name": "李四"}
     assert stack.open_account("u-rec-c", other_card)["statusCode"] == 200
     stack.control("POST", "users", {"third_party_user_id": "u-rec-c", "status": 1, "id_card": ID_CARD})
-    time.sleep(FIRST_STEP)
+    stack.clock.advance(FIRST_STEP)
     assert stack.dispatch()["dispatched"] == 3
     capsys.readouterr()
     assert stack.work_queued() == [{"batchItemFailures": []}]
@@ -105,12 +104,12 @@ def test_a_failed_check_user_status_is_delivered_again_and_a_failed_due_check_ba
     failed = event["Records"][0]["messageId"]
     assert stack.invoke("reconcile_worker", event) == {"batchItemFailures": [{"itemIdentifier": failed}]}
 
-    time.sleep(FIRST_STEP)
+    stack.clock.advance(FIRST_STEP)
     assert stack.dispatch()["dispatched"] == 1
     assert stack.work_queued() == [{"batchItemFailures": []}]  # the schedule retries it, with backoff
     item = stack.user_item("u-check-busy")
     assert item["check_attempts"] == {"N": "1"} and item["check_step"] == {"N": "0"}
-    assert int(item["next_check_at"]["N"]) >= int(time.time()) + 25
+    assert int(item["next_check_at"]["N"]) >= stack.clock.epoch() + 25
     assert _queries(stack) == 2  # one attempt per check: the schedule's backoff is the retry
 
 

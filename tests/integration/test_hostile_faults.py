@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from helpers import Stack, json_body, load_event, sqs_event, valid_id_card
-from test_hostile_input import dump
+from helpers import Stack, dump, json_body, load_event, sqs_event, valid_id_card
 
 from onboarding import runtime
 

@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 import pytest
-from helpers import Stack, http_event, json_body, valid_id_card
+from helpers import Stack, dump, http_event, json_body, valid_id_card
 
 MOBILE = "13812345678"
 USER = "u-hostile-1"
@@ -24,22 +24,6 @@ BAD_CHECK = ID_CARD[:-1] + ("0" if ID_CARD[-1] != "0" else "1")
 ONE_MB = 1024 * 1024
 
 # --- helpers shared with the other hostile modules -----------------------------------------------------
-
-
-def dump(stack: Stack) -> dict[str, list[dict[str, Any]]]:
-    """Every item of both tables, consistently read and sorted: compare before and after."""
-    tables: dict[str, list[dict[str, Any]]] = {}
-    for name in (stack.users_table, stack.notifications_table):
-        items: list[dict[str, Any]] = []
-        request: dict[str, Any] = {"TableName": name, "ConsistentRead": True}
-        while True:
-            page = stack.dynamodb.scan(**request)
-            items.extend(page["Items"])
-            if "LastEvaluatedKey" not in page:
-                break
-            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        tables[name] = sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
-    return tables
 
 
 def assert_400(answer: dict[str, Any], *fields: str, secret: str | None = None) -> list[dict[str, str]]:

@@ -17,9 +17,7 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
-from helpers import Stack, header, json_body, valid_id_card
-from test_handlers_onboarding import captured_logs  # noqa: F401  # the shared log capture fixture
-from test_hostile_input import dump
+from helpers import Stack, dump, header, json_body, valid_id_card
 
 from onboarding import runtime
 
@@ -215,7 +213,7 @@ def _leaks(haystack: str, secrets: dict[str, str]) -> list[str]:
 def test_personal_data_only_where_it_must_go(
     frontend: Stack,
     wiretap: Wiretap,
-    captured_logs: io.StringIO,  # noqa: F811  # the fixture imported above
+    captured_logs: io.StringIO,
 ) -> None:
     stack = frontend
     user = "u-pii-1"

@@ -11,25 +11,19 @@ from typing import Any
 
 import pytest
 from htouhui_fake import FakeHtouhui
-from test_onboarding import (  # the same fixtures: moto, the fake Htouhui, a clock
+from rules_support import (
     CARD,
     ID_CARD,
     Clock,
     body,
-    clock,
-    fake,
-    onboarding,
     opened,
     settings_for,
-    store,
 )
 
 from onboarding import schedule
 from onboarding.checks import CheckOutcome
 from onboarding.reconcile import Message, Pacer, dispatch, run_limit, work
 from onboarding.rules import Onboarding
-
-__all__ = ["clock", "fake", "onboarding", "store"]  # fixtures, used by name
 
 LADDER = schedule.Ladder.parse()
 

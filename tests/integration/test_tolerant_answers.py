@@ -15,14 +15,11 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_onboarding import (  # the module's fixtures and helpers, one definition of each
+from rules_support import (
     ID_CARD,
     Clock,
-    clock,  # noqa: F401 - a fixture
-    fake,  # noqa: F401 - a fixture
     opened,
     settings_for,
-    store,  # noqa: F401 - a fixture
 )
 
 from htouhui import protocol
@@ -53,12 +50,12 @@ class GatewayLike(httpx.BaseTransport):
 
 
 @pytest.fixture
-def gateway(fake: Any, htouhui_private_key: protocol.PrivateKey) -> GatewayLike:  # noqa: F811
+def gateway(fake: Any, htouhui_private_key: protocol.PrivateKey) -> GatewayLike:
     return GatewayLike(fake.transport, htouhui_private_key)
 
 
 @pytest.fixture
-def onboarding(store: UserStore, gateway: GatewayLike, clock: Clock) -> Onboarding:  # noqa: F811
+def onboarding(store: UserStore, gateway: GatewayLike, clock: Clock) -> Onboarding:
     settings = settings_for()
 
     def build() -> HtouhuiClient:
@@ -70,7 +67,7 @@ def onboarding(store: UserStore, gateway: GatewayLike, clock: Clock) -> Onboardi
     return Onboarding.configured(settings, store, build, clock=clock)
 
 
-def at_level(onboarding: Onboarding, fake: Any, status: int, card: str | None = FULL_CARD) -> None:  # noqa: F811
+def at_level(onboarding: Onboarding, fake: Any, status: int, card: str | None = FULL_CARD) -> None:
     opened(onboarding)
     fake.set_status("shop-1", status, id_card=ID_CARD, bank_card_number=card)
 
@@ -103,7 +100,7 @@ QUERY_CASES = {
 @pytest.mark.parametrize("case", QUERY_CASES.values(), ids=QUERY_CASES.keys())
 def test_query_answers_read_tolerantly_are_stored(
     onboarding: Onboarding,
-    fake: Any,  # noqa: F811
+    fake: Any,
     gateway: GatewayLike,
     case: tuple[dict[str, str], dict[str, str | None], tuple[int, str | None, str | None]],
 ) -> None:
@@ -127,7 +124,7 @@ def test_query_answers_read_tolerantly_are_stored(
 )
 def test_a_query_answer_missing_what_decides_state_stores_nothing_and_names_the_field(
     onboarding: Onboarding,
-    fake: Any,  # noqa: F811
+    fake: Any,
     gateway: GatewayLike,
     unsigned: dict[str, str | None],
     field: str,
@@ -207,7 +204,7 @@ def fresh_user(onboarding: Onboarding) -> str:
     return user
 
 
-def notification_of(fake: Any, user: str, status: int) -> dict[str, str]:  # noqa: F811
+def notification_of(fake: Any, user: str, status: int) -> dict[str, str]:
     return {
         "partner_id": "P2026000001",
         "notify_no": f"N-prop-{user}",
@@ -228,7 +225,7 @@ def notification_of(fake: Any, user: str, status: int) -> dict[str, str]:  # noq
 )
 def test_any_valid_signed_notification_with_extra_and_empty_fields_is_accepted(
     onboarding: Onboarding,
-    fake: Any,  # noqa: F811
+    fake: Any,
     htouhui_private_key: protocol.PrivateKey,
     status: int,
     extra: dict[str, str],
@@ -250,7 +247,7 @@ def test_any_valid_signed_notification_with_extra_and_empty_fields_is_accepted(
 @given(extra=st.dictionaries(_names, _values, min_size=1, max_size=5))
 def test_an_extra_field_added_after_signing_is_still_refused(
     onboarding: Onboarding,
-    fake: Any,  # noqa: F811
+    fake: Any,
     htouhui_private_key: protocol.PrivateKey,
     extra: dict[str, str],
 ) -> None:

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 from helpers import ROOT
-from template_tools import ENVIRONMENTS, alarm_metrics, alarms_of, deployed, load_template, samconfig_overrides
-from test_template import ROUTES
+from template_tools import ENVIRONMENTS, ROUTES, alarm_metrics, alarms_of, deployed, load_template, samconfig_overrides
 
 SERVICE = "htouhui-onboarding"
 

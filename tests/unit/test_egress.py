@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from helpers import ROOT
 from stack.template import NO_VALUE
-from template_tools import TEMPLATE, deployed
-from test_template import FUNCTIONS, tool
+from template_tools import FUNCTIONS, TEMPLATE, deployed, tool
 
 # the functions whose code calls Htouhui's server-to-server interfaces (HtouhuiClient.register / .query)
 CALLERS = {"RegisterFunction", "QueryUserFunction", "ReconcileWorkerFunction"}

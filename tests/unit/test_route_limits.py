@@ -7,8 +7,7 @@ import re
 from typing import Any
 
 from helpers import ROOT
-from template_tools import deployed, load_template
-from test_template import ROUTES
+from template_tools import ROUTES, deployed, load_template
 
 HTOUHUI_PATHS = {"/htouhui/notify", "/htouhui/return"}
 

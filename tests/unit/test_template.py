@@ -10,7 +10,6 @@ import copy
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -21,31 +20,12 @@ from typing import Any
 import boto3
 import pytest
 from helpers import LAYER, ROOT
-from template_tools import load_template, translate
+from template_tools import FUNCTIONS, ROUTES, load_template, tool, translate
 
 TEMPLATE = ROOT / "template.yaml"
 BIN = Path(sys.executable).parent
 PARTNER_ID = "P2026000001"
 
-# function logical id -> folder under functions/ (the names the bundle design fixes)
-FUNCTIONS = {
-    "RegisterFunction": "register",
-    "OpenAccountFunction": "open_account",
-    "QueryUserFunction": "query_user",
-    "NotifyFunction": "notify",
-    "ReconcileDispatchFunction": "reconcile_dispatch",
-    "ReconcileWorkerFunction": "reconcile_worker",
-    "PublishStatusFunction": "publish_status",
-}
-
-# API.md section 1: (method, path) -> (function, authorisation)
-ROUTES = {
-    ("post", "/users"): ("RegisterFunction", "AWS_IAM"),
-    ("post", "/users/{third_party_user_id}/open-account"): ("OpenAccountFunction", "AWS_IAM"),
-    ("get", "/users/{third_party_user_id}"): ("QueryUserFunction", "AWS_IAM"),
-    ("post", "/htouhui/notify"): ("NotifyFunction", "NONE"),
-    ("get", "/htouhui/return"): ("NotifyFunction", "NONE"),
-}
 
 BASIC = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 STREAM = "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole"
@@ -170,16 +150,6 @@ def translated() -> dict[str, Any]:
 def resources(translated: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = translated["Resources"]
     return result
-
-
-def tool(name: str) -> str:
-    found = BIN / name
-    if found.exists():
-        return str(found)
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: make venv")
-    return path
 
 
 # ------------------------------------------------------------------------------------------------ linters

@@ -26,7 +26,7 @@ from onboarding.errors import InvalidInput, RegistrationRequired, StoreUnavailab
 from onboarding.store import ApplyOutcome, StatusUpdate, Store, UserRecord
 
 if TYPE_CHECKING:
-    from htouhui.client import HtouhuiClient
+    from htouhui.models import QueryResponse, RegisterRequest, RegisterResponse
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,14 @@ def required(value: _T | None, invariant: str) -> _T:
     if value is None:
         raise RuntimeError(f"invariant broken: {invariant}")
     return value
+
+
+class HtouhuiGateway(Protocol):
+    """What the rules ask of Htouhui (htouhui.client.HtouhuiGateway; the bench's in-memory Htouhui)."""
+
+    def register(self, request: RegisterRequest) -> RegisterResponse: ...
+
+    def query(self, request: QueryRequest) -> QueryResponse: ...
 
 
 class KeySource(Protocol):
@@ -113,7 +121,7 @@ class Core:
         policy: Policy,
         keys: KeySource,
         store: Store,
-        client_factory: Callable[[], HtouhuiClient],
+        client_factory: Callable[[], HtouhuiGateway],
         *,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -121,12 +129,12 @@ class Core:
         self.key_source = keys
         self.store = store
         self._client_factory = client_factory
-        self._client: HtouhuiClient | None = None
+        self._client: HtouhuiGateway | None = None
         self._client_keys: Keys | None = None
         self._lock = threading.Lock()
         self.clock = clock
 
-    def client(self) -> HtouhuiClient:
+    def client(self) -> HtouhuiGateway:
         """The Htouhui client, built again when the settings reloaded the keys (a rotation reaches warm containers).
 
         The client it replaces is not closed: another thread may still be using it; it goes with its last user.

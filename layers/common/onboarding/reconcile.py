@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 from onboarding import schedule
 from onboarding.checks import CheckOutcome, DispatchReport, WorkQueue
 from onboarding.config import Settings
+from onboarding.dynamo import LazyClient
 from onboarding.rules import Onboarding
 
 CHECK_USER_STATUS = "CheckUserStatus"
@@ -137,17 +137,10 @@ class SqsWorkQueue:
 
     def __init__(self, url: str, sqs: Any = None) -> None:
         self.url = url
-        self._sqs = sqs
-        self._lock = threading.Lock()
+        self._sqs = LazyClient("sqs", sqs)
 
     def client(self) -> Any:
-        if self._sqs is None:
-            with self._lock:
-                if self._sqs is None:
-                    import boto3
-
-                    self._sqs = boto3.client("sqs")
-        return self._sqs
+        return self._sqs()
 
     def send(self, messages: list[dict[str, Any]]) -> None:
         entries = [

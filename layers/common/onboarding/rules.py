@@ -26,11 +26,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from onboarding.config import Settings
-from onboarding.core import Core, KeySource, Policy, utc_now
+from onboarding.core import Core, HtouhuiGateway, KeySource, Policy, utc_now
 from onboarding.store import Store
 
 if TYPE_CHECKING:
-    from htouhui.client import HtouhuiClient
     from onboarding.checks import Checks
     from onboarding.inbound import Inbound
     from onboarding.registration import Registration
@@ -42,7 +41,7 @@ class Onboarding:
         policy: Policy,
         keys: KeySource,
         store: Store,
-        client_factory: Callable[[], HtouhuiClient],
+        client_factory: Callable[[], HtouhuiGateway],
         *,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
@@ -53,7 +52,7 @@ class Onboarding:
         cls,
         settings: Settings,
         store: Store,
-        client_factory: Callable[[], HtouhuiClient],
+        client_factory: Callable[[], HtouhuiGateway],
         *,
         clock: Callable[[], datetime] = utc_now,
     ) -> Onboarding:

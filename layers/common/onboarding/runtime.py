@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from onboarding.rules import Onboarding
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {}
+_state: dict[str, Any] = {}  # what has been built
+_injected: dict[str, Any] = {}  # what the next build uses (a clock), not itself built
 
 
 def settings() -> Settings:
@@ -53,7 +54,7 @@ def onboarding() -> Onboarding:
                 current.notifications_table or "",
                 history_days=history_days(),
             )
-            _state["onboarding"] = Onboarding.configured(current, store, client_factory(current))
+            _state["onboarding"] = Onboarding.configured(current, store, client_factory(current), **_clock())
         value: Onboarding = _state["onboarding"]
         return value
 
@@ -74,14 +75,21 @@ def reconcile_onboarding() -> Onboarding:
             once = dataclasses.replace(current.client, retry=dataclasses.replace(current.client.retry, max_attempts=1))
             single = dataclasses.replace(current, client=once)
             store = UserStore(_required(current.users_table, "USERS_TABLE"), current.notifications_table or "")
-            _state["reconcile_onboarding"] = Onboarding.configured(single, store, client_factory(single))
+            _state["reconcile_onboarding"] = Onboarding.configured(single, store, client_factory(single), **_clock())
         value: Onboarding = _state["reconcile_onboarding"]
         return value
 
 
+def _clock() -> dict[str, Any]:
+    """The injected clock, if any, for the rules built next (tests move time instead of sleeping)."""
+    return {"clock": _injected["clock"]} if "clock" in _injected else {}
+
+
 def configure(**values: Any) -> None:
-    """Inject `settings=`, `onboarding=` and/or `reconcile_onboarding=` (tests, the local stack)."""
+    """Inject `settings=`, `onboarding=`, `reconcile_onboarding=` and/or `clock=` (tests, the local stack)."""
     with _lock:
+        if "clock" in values:
+            _injected["clock"] = values.pop("clock")
         _state.update(values)
 
 
@@ -94,6 +102,7 @@ def peek() -> dict[str, Any]:
 def reset() -> None:
     with _lock:
         _state.clear()
+        _injected.clear()
 
 
 def _required(value: str | None, name: str) -> str:

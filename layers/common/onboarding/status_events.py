@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from onboarding import dynamo
 from onboarding.models import COMPLETED_STATUS
 from onboarding.observability import STATUS_EVENTS_PUBLISHED, count, logger
 
@@ -20,13 +21,11 @@ DETAIL_TYPE: Final = "UserStatusChanged"
 
 
 def _text(image: Mapping[str, Any], name: str) -> str | None:
-    value = image.get(name)
-    return str(value["S"]) if isinstance(value, Mapping) and "S" in value else None
+    return dynamo.text(image, name)
 
 
 def _status(image: Mapping[str, Any] | None) -> int | None:
-    value = (image or {}).get("status")
-    return int(value["N"]) if isinstance(value, Mapping) and "N" in value else None
+    return dynamo.number(image or {}, "status")
 
 
 def status_change(record: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -77,24 +76,17 @@ def put_events_entry(record: Mapping[str, Any], event_bus_name: str) -> dict[str
 
 PUT_EVENTS_MAX: Final = 10
 
-_clients: dict[str, Any] = {}
+_events = dynamo.LazyClient("events")
 
 
 def events_client() -> Any:
     """boto3's EventBridge client, created on first use (honours AWS_ENDPOINT_URL_EVENTS)."""
-    if "events" not in _clients:
-        import boto3
-
-        _clients["events"] = boto3.client("events")
-    return _clients["events"]
+    return _events()
 
 
 def set_events_client(client: Any | None) -> None:
     """Inject a client (tests); None drops it so the next call creates one."""
-    if client is None:
-        _clients.pop("events", None)
-    else:
-        _clients["events"] = client
+    _events.inject(client)
 
 
 def _ids(entry: dict[str, Any]) -> dict[str, Any]:

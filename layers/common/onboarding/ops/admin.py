@@ -22,33 +22,18 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TextIO
 
+from onboarding import dynamo
 from onboarding.config import setting
 from onboarding.observability import mask_field
-from onboarding.ops.erasure import erase_user, history_keys
-from onboarding.store import iso_utc
+from onboarding.ops.erasure import erase_user
+from onboarding.reconcile import CHECK_USER_STATUS
+from onboarding.store import UserStore, iso_utc
 
-CHECK_USER_STATUS: Final = "CheckUserStatus"
 ADMIN_SOURCE: Final = "htouhui.admin"
 # On-demand DynamoDB, us-east-1 list price per million read request units (eventually consistent reads
 # count half a unit per 4 KB); the printed cost is an order of magnitude, not a bill.
 PRICE_PER_MILLION_READ_UNITS: Final = 0.125
 SIGN_SHOWN: Final = 12
-
-
-def _plain(value: Mapping[str, Any]) -> Any:
-    """One DynamoDB attribute value as plain Python."""
-    (kind, inner), *_ = value.items()
-    if kind == "M":
-        return {name: _plain(item) for name, item in inner.items()}
-    if kind == "L":
-        return [_plain(item) for item in inner]
-    if kind == "N":
-        return int(inner) if str(inner).lstrip("-").isdigit() else float(inner)
-    return inner
-
-
-def plain_item(item: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    return {name: _plain(value) for name, value in item.items()}
 
 
 def masked(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,6 +65,7 @@ class Admin:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.dynamodb = dynamodb
+        self.store = UserStore(users_table, notifications_table, dynamodb=dynamodb)
         self.users_table = users_table
         self.notifications_table = notifications_table
         self.events = events
@@ -94,19 +80,10 @@ class Admin:
     # --- show -------------------------------------------------------------------------------------------
 
     def user(self, third_party_user_id: str) -> dict[str, Any] | None:
-        answer = self.dynamodb.get_item(
-            TableName=self.users_table, Key={"third_party_user_id": {"S": third_party_user_id}}, ConsistentRead=True
-        )
-        item = answer.get("Item")
-        return plain_item(item) if item else None
+        return self.store.stored(third_party_user_id)
 
     def history(self, third_party_user_id: str) -> list[dict[str, Any]]:
-        records = []
-        for notify_no in history_keys(self.dynamodb, self.notifications_table, third_party_user_id):
-            found = self.dynamodb.get_item(TableName=self.notifications_table, Key={"notify_no": {"S": notify_no}})
-            if "Item" in found:
-                records.append(plain_item(found["Item"]))
-        return records
+        return self.store.history_of(third_party_user_id)
 
     def show(self, third_party_user_id: str) -> int:
         user = self.user(third_party_user_id)
@@ -133,7 +110,7 @@ class Admin:
             self._print({"error": answer["Entries"]})
             return 1
         print(
-            f"CheckUserStatus for {third_party_user_id} put on bus {self.bus} ({answer['Entries'][0]['EventId']})",
+            f"{CHECK_USER_STATUS} for {third_party_user_id} put on bus {self.bus} ({answer['Entries'][0]['EventId']})",
             file=self.out,
         )
         return 0
@@ -149,35 +126,13 @@ class Admin:
         US dollar on demand). Each page reports the read units it consumed.
         """
         cutoff = iso_utc(self.clock() - timedelta(days=days))
-        request: dict[str, Any] = {
-            "TableName": self.users_table,
-            "FilterExpression": (
-                "registration = :done AND updated_at < :cutoff AND attribute_not_exists(erased_at) "
-                "AND (attribute_not_exists(#status) OR #status < :three)"
-            ),
-            "ExpressionAttributeValues": {":done": {"S": "DONE"}, ":cutoff": {"S": cutoff}, ":three": {"N": "3"}},
-            "ProjectionExpression": "third_party_user_id, htouhui_user_id, #status, updated_at, created_at",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ReturnConsumedCapacity": "TOTAL",
-            "Limit": page_size,
-        }
-        if status == "none":
-            request["FilterExpression"] += " AND attribute_not_exists(#status)"
-        elif status is not None:
-            request["FilterExpression"] += " AND #status = :status"
-            request["ExpressionAttributeValues"][":status"] = {"N": str(int(status))}
         found: list[dict[str, Any]] = []
         read, units, pages = 0, 0.0, 0
-        while True:
-            answer = self.dynamodb.scan(**request)
+        for page in self.store.stalled_pages(cutoff, status=status, page_size=page_size):
             pages += 1
-            read += int(answer.get("ScannedCount", 0))
-            units += float((answer.get("ConsumedCapacity") or {}).get("CapacityUnits", 0.0))
-            found.extend(plain_item(item) for item in answer.get("Items", []))
-            last = answer.get("LastEvaluatedKey")
-            if not last:
-                break
-            request["ExclusiveStartKey"] = last
+            read += int(page.get("ScannedCount", 0))
+            units += float((page.get("ConsumedCapacity") or {}).get("CapacityUnits", 0.0))
+            found.extend(dynamo.plain(item) for item in page.get("Items", []))
         self._print(
             {
                 "cutoff": cutoff,
@@ -252,18 +207,15 @@ class Admin:
         from onboarding import runtime
         from onboarding.errors import NotificationRejected
         from onboarding.rules import Onboarding
-        from onboarding.store import UserStore
 
-        found = self.dynamodb.get_item(TableName=self.notifications_table, Key={"notify_no": {"S": notify_no}})
-        item = found.get("Item")
-        if not item or "raw" not in item:
+        record = self.store.notification(notify_no)
+        if not record or not isinstance(record.get("raw"), dict):
             print(
                 f"no stored notification {notify_no!r} with its fields (recorded before they were kept?)", file=self.out
             )
             return 1
-        fields = {name: str(value) for name, value in _plain(item["raw"]).items()}
-        store = UserStore(self.users_table, self.notifications_table, dynamodb=self.dynamodb)
-        onboarding = Onboarding.configured(runtime.settings(), store, _no_client, clock=self.clock)
+        fields = {name: str(value) for name, value in record["raw"].items()}
+        onboarding = Onboarding.configured(runtime.settings(), self.store, _no_client, clock=self.clock)
         try:
             outcome = onboarding.inbound.reapply_notification(fields)
         except NotificationRejected as refused:
@@ -280,9 +232,7 @@ class Admin:
     # --- erase ------------------------------------------------------------------------------------------
 
     def erase(self, third_party_user_id: str) -> int:
-        report = erase_user(
-            self.dynamodb, self.users_table, self.notifications_table, third_party_user_id, self.clock()
-        )
+        report = erase_user(self.store, third_party_user_id, self.clock())
         if not report.user_found and not report.history_records:
             print(f"no user {third_party_user_id!r}: nothing erased", file=self.out)
             return 1

@@ -14,16 +14,14 @@ user is recognised (docs/privacy.md). Erasing twice is harmless. Runs with the o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
-from onboarding.store import SCHEDULE_ATTRIBUTES, iso_utc
+from onboarding.store import UserStore
 
 PERSONAL_USER_ATTRIBUTES: Final = ("id_card", "bank_card_number", "mobile_digest")
 PERSONAL_HISTORY_ATTRIBUTES: Final = ("raw", "bank_card_number")
-HISTORY_BY_USER_INDEX: Final = "by-user"
 
 
 @dataclass(frozen=True)
@@ -33,51 +31,11 @@ class ErasureReport:
     history_records: int
 
 
-def history_keys(dynamodb: Any, notifications_table: str, third_party_user_id: str) -> Iterator[str]:
-    """The notify_no of every history record of the user, oldest first (Query on the by-user index, paged)."""
-    request: dict[str, Any] = {
-        "TableName": notifications_table,
-        "IndexName": HISTORY_BY_USER_INDEX,
-        "KeyConditionExpression": "third_party_user_id = :user",
-        "ExpressionAttributeValues": {":user": {"S": third_party_user_id}},
-    }
-    while True:
-        answer = dynamodb.query(**request)
-        for item in answer.get("Items", []):
-            yield str(item["notify_no"]["S"])
-        last = answer.get("LastEvaluatedKey")
-        if not last:
-            return
-        request["ExclusiveStartKey"] = last
-
-
-def erase_user(
-    dynamodb: Any, users_table: str, notifications_table: str, third_party_user_id: str, now: datetime
-) -> ErasureReport:
-    stamp = {":now": {"S": iso_utc(now)}}
-    names = {f"#p{index}": name for index, name in enumerate(PERSONAL_USER_ATTRIBUTES)}
-    try:
-        dynamodb.update_item(
-            TableName=users_table,
-            Key={"third_party_user_id": {"S": third_party_user_id}},
-            UpdateExpression=f"SET erased_at = :now REMOVE {', '.join([*names, *SCHEDULE_ATTRIBUTES])}",
-            ConditionExpression="attribute_exists(third_party_user_id)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=stamp,
-        )
-        user_found = True
-    except dynamodb.exceptions.ConditionalCheckFailedException:
-        user_found = False
-    history = 0
-    history_names = {f"#h{index}": name for index, name in enumerate(PERSONAL_HISTORY_ATTRIBUTES)}
-    for notify_no in list(history_keys(dynamodb, notifications_table, third_party_user_id)):
-        dynamodb.update_item(
-            TableName=notifications_table,
-            Key={"notify_no": {"S": notify_no}},
-            UpdateExpression=f"SET erased_at = :now REMOVE {', '.join(history_names)}",
-            ConditionExpression="attribute_exists(notify_no)",
-            ExpressionAttributeNames=history_names,
-            ExpressionAttributeValues=stamp,
-        )
-        history += 1
+def erase_user(store: UserStore, third_party_user_id: str, now: datetime) -> ErasureReport:
+    """Erase through the store: the user item's personal values and schedule, then each history record's."""
+    user_found = store.erase_personal(third_party_user_id, PERSONAL_USER_ATTRIBUTES, now)
+    history = sum(
+        store.erase_history_record(notify_no, PERSONAL_HISTORY_ATTRIBUTES, now)
+        for notify_no in list(store.history_keys(third_party_user_id))
+    )
     return ErasureReport(third_party_user_id, user_found, history)

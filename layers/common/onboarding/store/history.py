@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -74,8 +74,8 @@ class History(Tables):
             return ApplyOutcome.DUPLICATE
         return ApplyOutcome.UNHANDLED
 
-    def history_of(self, third_party_user_id: str) -> Iterator[dict[str, Any]]:
-        """Every history record of the user as plain values (Query on the `by-user` index, every page)."""
+    def history_keys(self, third_party_user_id: str) -> Iterator[str]:
+        """The notify_no of every history record of the user (Query on the keys-only `by-user` index, paged)."""
         request = {
             "TableName": self.notifications_table,
             "IndexName": HISTORY_BY_USER_INDEX,
@@ -84,7 +84,31 @@ class History(Tables):
         }
         for page in self._pages("query", request):
             for stored in page.get("Items", []):
-                yield dynamo.plain(stored)
+                notify_no = dynamo.text(stored, NOTIFICATIONS_KEY)
+                if notify_no is not None:
+                    yield notify_no
+
+    def history_of(self, third_party_user_id: str) -> list[dict[str, Any]]:
+        """Every history record of the user as plain values (the index holds keys only: each record read)."""
+        records = (self.notification(notify_no) for notify_no in self.history_keys(third_party_user_id))
+        return [record for record in records if record is not None]
+
+    def erase_history_record(self, notify_no: str, personal: Sequence[str], now: datetime) -> bool:
+        """Remove `personal` attributes from one history record and stamp `erased_at`; False when it is gone."""
+        names = {f"#h{index}": name for index, name in enumerate(personal)}
+        try:
+            self._call(
+                "update_item",
+                TableName=self.notifications_table,
+                Key=dynamo.item({NOTIFICATIONS_KEY: notify_no}),
+                UpdateExpression=f"SET erased_at = :now REMOVE {', '.join(names)}",
+                ConditionExpression="attribute_exists(notify_no)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=dynamo.values({":now": iso_utc(now)}),
+            )
+        except ConditionFailed:
+            return False
+        return True
 
     def notification(self, notify_no: str) -> dict[str, Any] | None:
         """One history record as plain values, or None."""

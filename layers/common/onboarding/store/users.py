@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -62,6 +62,51 @@ class Users(Tables):
         )
         stored = answer.get("Item")
         return dynamo.plain(stored) if stored else None
+
+    def erase_personal(self, third_party_user_id: str, personal: Sequence[str], now: datetime) -> bool:
+        """Remove `personal` attributes and the schedule from the user item, stamp `erased_at`; False: no user."""
+        names = {f"#p{index}": name for index, name in enumerate(personal)}
+        try:
+            self._call(
+                "update_item",
+                TableName=self.users_table,
+                Key=user_key(third_party_user_id),
+                UpdateExpression=f"SET erased_at = :now REMOVE {', '.join([*names, *SCHEDULE_ATTRIBUTES])}",
+                ConditionExpression="attribute_exists(third_party_user_id)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=dynamo.values({":now": iso_utc(now)}),
+            )
+        except ConditionFailed:
+            return False
+        return True
+
+    def stalled_pages(
+        self, updated_before: str, *, status: str | None = None, page_size: int = 500
+    ) -> Iterator[Mapping[str, Any]]:
+        """Pages of a Scan for registered users below status 3 not updated since `updated_before` (ISO 8601).
+
+        `status` narrows to one level ("1", "2") or to users with no status yet ("none"). An operator's occasional
+        question (admin stuck): each page carries its ScannedCount and ConsumedCapacity.
+        """
+        request: dict[str, Any] = {
+            "TableName": self.users_table,
+            "FilterExpression": (
+                "registration = :done AND updated_at < :cutoff AND attribute_not_exists(erased_at) "
+                "AND (attribute_not_exists(#status) OR #status < :three)"
+            ),
+            "ProjectionExpression": "third_party_user_id, htouhui_user_id, #status, updated_at, created_at",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ReturnConsumedCapacity": "TOTAL",
+            "Limit": page_size,
+        }
+        placeholders: dict[str, Any] = {":done": DONE, ":cutoff": updated_before, ":three": COMPLETED_STATUS}
+        if status == "none":
+            request["FilterExpression"] += " AND attribute_not_exists(#status)"
+        elif status is not None:
+            request["FilterExpression"] += " AND #status = :status"
+            placeholders[":status"] = int(status)
+        request["ExpressionAttributeValues"] = dynamo.values(placeholders)
+        yield from self._pages("scan", request)
 
     # --- registration -------------------------------------------------------------------------------
 
