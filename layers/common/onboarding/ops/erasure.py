@@ -60,7 +60,9 @@ def erase_user(
         dynamodb.update_item(
             TableName=users_table,
             Key={"third_party_user_id": {"S": third_party_user_id}},
-            UpdateExpression=f"SET erased_at = if_not_exists(erased_at, :now) REMOVE {', '.join([*names, *SCHEDULE_ATTRIBUTES])}",
+            UpdateExpression=(
+                f"SET erased_at = if_not_exists(erased_at, :now) REMOVE {', '.join([*names, *SCHEDULE_ATTRIBUTES])}"
+            ),
             ConditionExpression="attribute_exists(third_party_user_id)",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=stamp,
