@@ -145,6 +145,6 @@ admin-erase: $(STAMP) ## erase a user's personal data, keep a tombstone: make ad
 	@test "$(CONFIRM)" = yes || { echo "erasure cannot be undone: add CONFIRM=yes" >&2; exit 2; }
 	$(ADMIN) erase $(USER_ID) --yes
 
-probe: $(STAMP) ## which protocol profile Htouhui speaks: make probe ENV=uat PARTNER_ID=P... KEY=merchant_private.pem HTOUHUI_KEY=htouhui_public.pem (from an address Htouhui allows; prod needs ALLOW_PROD=1)
+probe: $(STAMP) ## which protocol profile Htouhui speaks: make probe ENV=uat PARTNER_ID=P... KEY=merchant_private.pem HTOUHUI_KEY=htouhui_public.pem (from an address Htouhui allows; prod needs ALLOW_PROD=1; BASE_URL= another server, e.g. the sandbox)
 	@test -n "$(PARTNER_ID)" -a -n "$(KEY)" -a -n "$(HTOUHUI_KEY)" || { echo "make probe needs PARTNER_ID, KEY and HTOUHUI_KEY (a path, file:, secretsmanager: or ssm:)" >&2; exit 2; }
-	$(PY) -m onboarding.ops probe --env $(ENV) --partner-id $(PARTNER_ID) --key $(KEY) --htouhui-key $(HTOUHUI_KEY) $(if $(ALLOW_PROD),--allow-prod) $(foreach p,$(PROFILE),--profile $(p))
+	$(PY) -m onboarding.ops probe $(if $(BASE_URL),--base-url $(BASE_URL),--env $(ENV)) --partner-id $(PARTNER_ID) --key $(KEY) --htouhui-key $(HTOUHUI_KEY) $(if $(ALLOW_PROD),--allow-prod) $(foreach p,$(PROFILE),--profile $(p))
