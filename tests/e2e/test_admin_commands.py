@@ -210,9 +210,11 @@ def test_redrive_to_the_bus_moves_a_dead_letter(stack: StackProcess, health: dic
 def test_redrive_to_a_queue_moves_a_dead_letter(stack: StackProcess, health: dict[str, Any]) -> None:
     id_card = onboard(stack, "u-requeue", "13800000006", "11010519491231006")
     sandbox_status(stack, "u-requeue", 2, id_card)
-    dead, work = health["queues"]["ReconcileWorkDeadLetterQueue"], health["queues"]["CheckUserStatusQueue"]
+    dead = health["queues"]["ReconcileWorkDeadLetterQueue"]
     aws(stack, "sqs").send_message(QueueUrl=dead, MessageBody=check_event("u-requeue"))
-    result = make(stack, "admin-redrive", f"QUEUE={dead}", f"TO_QUEUE={work}", "STACK=local")
+    result = make(
+        stack, "admin-redrive", "QUEUE=ReconcileWorkDeadLetterQueue", "TO_QUEUE=CheckUserStatusQueue", "STACK=local"
+    )
     ran("admin-redrive", "QUEUE", "TO_QUEUE")
     assert result.returncode == 0, result.stderr
     assert queue_depth(stack, dead) == 0
