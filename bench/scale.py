@@ -448,7 +448,7 @@ def sample_run(
             card = "11010519900307" + f"{int(user[1:4]) % 100:02d}1"
             store.add_user(user, f"H{user}", card + id_card_check_character(card))
             htouhui.status[user] = {"notified": 0, "lost": 0, "stalled": int(user[-1]) % 3}[outcomes[user]]
-            onboarding.restart_ladder(user)  # the form: the ladder starts (as open_account does)
+            onboarding.core.restart_ladder(user)  # the form: the ladder starts (as open_account does)
             record = store.items[user]
             due_log[(user, record["check_anchor"], 0)] = record["next_check_at"]
             if outcomes[user] in ("notified", "lost"):

@@ -170,6 +170,7 @@ def floor_handlers(htouhui_public: Any, dynamodb: Any) -> tuple[Handler, Handler
     """
     from htouhui import protocol
     from onboarding.store import StatusUpdate, UserStore
+    from onboarding.store.history import history_put
 
     template = UserStore(USERS_TABLE, NOTIFICATIONS_TABLE)  # only to build the identical requests
 
@@ -200,7 +201,7 @@ def floor_handlers(htouhui_public: Any, dynamodb: Any) -> tuple[Handler, Handler
         update = verified(event)
         if update is None:
             return {"statusCode": 400, "body": "FAIL"}
-        history = {"TableName": NOTIFICATIONS_TABLE, **template._history(update)}
+        history = {"TableName": NOTIFICATIONS_TABLE, **history_put(update, 0)}
         with contextlib.suppress(dynamodb.exceptions.TransactionCanceledException):
             dynamodb.transact_write_items(TransactItems=[{"Put": history}, {"Update": template._status_update(update)}])
         return {"statusCode": 200, "body": "SUCCESS"}

@@ -76,7 +76,7 @@ def notify() -> Response[str]:
     fields: dict[str, str] = {}
     try:
         fields = callbacks.notification_fields(app.current_event.raw_event)
-        outcome = runtime.onboarding().accept_notification(fields)
+        outcome = runtime.onboarding().inbound.accept_notification(fields)
     except (MalformedMessage, NotificationRejected) as exc:
         # Unverified: only fixed-size facts reach the log (issue 19), never a value the sender chose.
         _log_refusal(
@@ -104,7 +104,7 @@ def notify() -> Response[str]:
 def browser_return() -> Response[str]:
     try:
         fields = callbacks.return_fields(app.current_event.raw_event)
-        outcome = runtime.onboarding().accept_return(fields)
+        outcome = runtime.onboarding().inbound.accept_return(fields)
     except (MalformedMessage, NotificationRejected) as exc:
         _log_refusal("browser return", _refusal(exc), RETURNS_REJECTED)
         return _page(callbacks.refused_return_page(malformed=isinstance(exc, MalformedMessage)))

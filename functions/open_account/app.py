@@ -58,7 +58,7 @@ def open_account(
     body: OpenAccountBody,
 ) -> Response[Any]:
     base_url = own_base_url(app, runtime.settings().public_base_url)
-    page = runtime.onboarding().open_account(
+    page = runtime.onboarding().registration.open_account(
         third_party_user_id,
         body,
         notify_url=base_url + NOTIFY_PATH,

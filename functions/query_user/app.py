@@ -33,8 +33,8 @@ def get_user(
     third_party_user_id: UserIdInPath,
     refresh: Annotated[bool, Query(description="ask Htouhui (query interface) before answering")] = False,
 ) -> Response[UserView]:
-    onboarding = runtime.onboarding()
-    view = onboarding.refresh(third_party_user_id) if refresh else onboarding.view(third_party_user_id)
+    registration = runtime.onboarding().registration
+    view = registration.refresh(third_party_user_id) if refresh else registration.view(third_party_user_id)
     return Response(status_code=200, content_type=JSON, body=view)
 
 

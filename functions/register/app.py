@@ -35,7 +35,7 @@ app = create_resolver()
     },
 )
 def register(body: RegisterBody) -> Response[UserView]:
-    view, created = runtime.onboarding().register(body)
+    view, created = runtime.onboarding().registration.register(body)
     if created:
         count(REGISTRATIONS)
     logger.info("user registered" if created else "user already registered", extra={"created_now": created})

@@ -217,7 +217,7 @@ def test_storage_failure_answers_500_then_redelivery_succeeds(registered: Stack)
 
     def before(function: str, event: dict[str, Any]) -> None:
         calls.append(function)
-        store._dynamodb = broken if len(calls) == 1 else working
+        store.use_client(broken if len(calls) == 1 else working)
 
     registered.bridge.before = before
     _trigger(registered, 2)

@@ -100,8 +100,8 @@ def body(user: str = "shop-1", mobile: str = "13800138000") -> RegisterBody:
 
 def opened(onboarding: Onboarding, user: str = "shop-1", mobile: str = "13800138000") -> None:
     """Registered, open-account requested, Htouhui knows the id_card and the bank card."""
-    onboarding.register(body(user, mobile))
-    onboarding.open_account(
+    onboarding.registration.register(body(user, mobile))
+    onboarding.registration.open_account(
         user,
         OpenAccountBody(id_card=ID_CARD, real_name="张三"),
         notify_url=NOTIFY_URL,
@@ -118,12 +118,12 @@ def history_count(dynamodb: Any, store: UserStore) -> int:
 
 
 def test_register_then_again_with_the_same_mobile_calls_htouhui_once(onboarding: Onboarding, fake: FakeHtouhui) -> None:
-    view, created = onboarding.register(body())
+    view, created = onboarding.registration.register(body())
     assert created and view.stage == "REGISTERED" and view.htouhui_user_id == fake.users["shop-1"].htouhui_user_id
-    again, created_again = onboarding.register(body())
+    again, created_again = onboarding.registration.register(body())
     assert not created_again and again == view
     with pytest.raises(MobileMismatch):
-        onboarding.register(body(mobile="13900139000"))
+        onboarding.registration.register(body(mobile="13900139000"))
     assert fake.calls["register"] == 1
 
 
@@ -135,7 +135,7 @@ def test_concurrent_double_submit_makes_one_call(onboarding: Onboarding, fake: F
     def submit() -> None:
         barrier.wait()
         try:
-            results.append(onboarding.register(body()))
+            results.append(onboarding.registration.register(body()))
         except RegistrationInProgress as exc:
             results.append(exc)
 
@@ -148,26 +148,26 @@ def test_concurrent_double_submit_makes_one_call(onboarding: Onboarding, fake: F
     assert sum(isinstance(result, RegistrationInProgress) for result in results) == 1
     assert sum(isinstance(result, tuple) and result[1] for result in results) == 1
     fake.delay.clear()
-    assert onboarding.register(body())[1] is False  # the second submit, retried: 200, no call
+    assert onboarding.registration.register(body())[1] is False  # the second submit, retried: 200, no call
     assert fake.calls["register"] == 1
 
 
 def test_htouhui_conflict_releases_the_claim(onboarding: Onboarding, fake: FakeHtouhui) -> None:
-    onboarding.register(body("someone", "13800138000"))
+    onboarding.registration.register(body("someone", "13800138000"))
     with pytest.raises(HtouhuiRejected) as rejected:
-        onboarding.register(body("shop-2", "13800138000"))  # 2003: mobile belongs to another user
+        onboarding.registration.register(body("shop-2", "13800138000"))  # 2003: mobile belongs to another user
     assert rejected.value.code == "2003" and rejected.value.is_conflict
     assert onboarding.store.get("shop-2") is None
-    view, created = onboarding.register(body("shop-2", "13700137000"))
+    view, created = onboarding.registration.register(body("shop-2", "13700137000"))
     assert created and view.htouhui_user_id
 
 
 def test_busy_htouhui_releases_the_claim_and_a_retry_converges(onboarding: Onboarding, fake: FakeHtouhui) -> None:
     fake.fail("register", "9999", "9999")
     with pytest.raises(HtouhuiBusy):
-        onboarding.register(body())
+        onboarding.registration.register(body())
     assert onboarding.store.get("shop-1") is None
-    view, created = onboarding.register(body())
+    view, created = onboarding.registration.register(body())
     assert created and view.htouhui_user_id
 
 
@@ -179,10 +179,10 @@ def test_failure_after_htouhui_answered_converges_on_retry(
         onboarding.store, "complete_registration", lambda *args: (_ for _ in ()).throw(StoreUnavailable("down"))
     )
     with pytest.raises(StoreUnavailable):
-        onboarding.register(body())
+        onboarding.registration.register(body())
     assert onboarding.store.get("shop-1") is None  # lease released: nothing half-done on our side
     monkeypatch.setattr(onboarding.store, "complete_registration", original)
-    view, created = onboarding.register(body())
+    view, created = onboarding.registration.register(body())
     assert created and view.htouhui_user_id == fake.users["shop-1"].htouhui_user_id
     assert fake.calls["register"] == 2  # Htouhui answered the retry with the same htouhui_user_id
 
@@ -191,11 +191,11 @@ def test_crashed_registration_blocks_only_until_the_lease_expires(
     onboarding: Onboarding, fake: FakeHtouhui, clock: Clock
 ) -> None:
     # A Lambda that claimed and died: the claim stays, nobody releases it.
-    onboarding.store.claim_registration("shop-1", onboarding.mobile_digest("13800138000"), clock())
+    onboarding.store.claim_registration("shop-1", onboarding.registration.mobile_digest("13800138000"), clock())
     with pytest.raises(RegistrationInProgress):
-        onboarding.register(body())
+        onboarding.registration.register(body())
     clock.advance(31)
-    view, created = onboarding.register(body())
+    view, created = onboarding.registration.register(body())
     assert created and view.stage == "REGISTERED"
 
 
@@ -225,27 +225,27 @@ def test_a_rotated_merchant_key_reaches_a_warm_onboarding(
         return HtouhuiClient(settings.client, keys.merchant_private, keys.htouhui_public, transport=transport)
 
     onboarding = Onboarding.configured(settings, store, build, clock=clock)
-    onboarding.register(body("rotate-1", "13800138001"))
+    onboarding.registration.register(body("rotate-1", "13800138001"))
     key_file.write_bytes(protocol.private_pem(new_key))  # the secret is rotated; Htouhui has the new public key
     fakes.append(new_fake)
-    onboarding.register(body("rotate-2", "13800138002"))
+    onboarding.registration.register(body("rotate-2", "13800138002"))
     assert old_fake.calls["register"] == 1 and new_fake.calls["register"] == 1
 
 
 def test_open_account_needs_a_registered_user(onboarding: Onboarding, clock: Clock) -> None:
     kwargs: dict[str, Any] = {"notify_url": NOTIFY_URL, "default_return_url": RETURN_URL, "own_host": None}
     with pytest.raises(UserNotFound):
-        onboarding.open_account("nobody", open_body(), **kwargs)
+        onboarding.registration.open_account("nobody", open_body(), **kwargs)
     onboarding.store.claim_registration("half", "digest", clock())
     with pytest.raises(RegistrationRequired):
-        onboarding.open_account("half", open_body(), **kwargs)
+        onboarding.registration.open_account("half", open_body(), **kwargs)
 
 
 def test_open_account_page_is_signed_and_the_id_card_kept_first(
     onboarding: Onboarding, merchant_public_key: protocol.PublicKey
 ) -> None:
-    onboarding.register(body())
-    page = onboarding.open_account(
+    onboarding.registration.register(body())
+    page = onboarding.registration.open_account(
         "shop-1",
         open_body(),
         notify_url=NOTIFY_URL,
@@ -258,10 +258,10 @@ def test_open_account_page_is_signed_and_the_id_card_kept_first(
     assert ID_CARD not in page.action
     record = onboarding.store.get("shop-1")
     assert record is not None and record.id_card == ID_CARD and record.open_requested
-    view = onboarding.view("shop-1")
+    view = onboarding.registration.view("shop-1")
     assert view.stage == "OPEN_REQUESTED" and view.id_card == "110***********002X"
 
-    allowed = onboarding.open_account(
+    allowed = onboarding.registration.open_account(
         "shop-1",
         open_body(return_url="https://shop.example.com/done"),
         notify_url=NOTIFY_URL,
@@ -270,7 +270,7 @@ def test_open_account_page_is_signed_and_the_id_card_kept_first(
     )
     assert allowed.fields["return_url"] == "https://shop.example.com/done"
     with pytest.raises(InvalidInput) as invalid:
-        onboarding.open_account(
+        onboarding.registration.open_account(
             "shop-1",
             open_body(return_url="https://evil.example.net/x"),
             notify_url=NOTIFY_URL,
@@ -289,10 +289,10 @@ def test_notifications_are_verified_deduplicated_and_monotonic(
     opened(onboarding)
     fake.set_status("shop-1", 3, id_card=ID_CARD, bank_card_number=CARD)
     three, one = fake.notification("shop-1", 3, "N3"), fake.notification("shop-1", 1, "N1")
-    assert onboarding.accept_notification(three) is ApplyOutcome.APPLIED
-    assert onboarding.accept_notification(three) is ApplyOutcome.DUPLICATE
-    assert onboarding.accept_notification(one) is ApplyOutcome.STALE  # late, out of order: kept as history
-    view = onboarding.view("shop-1")
+    assert onboarding.inbound.accept_notification(three) is ApplyOutcome.APPLIED
+    assert onboarding.inbound.accept_notification(three) is ApplyOutcome.DUPLICATE
+    assert onboarding.inbound.accept_notification(one) is ApplyOutcome.STALE  # late, out of order: kept as history
+    view = onboarding.registration.view("shop-1")
     assert view.status == 3 and view.stage == "COMPLETED" and view.ready_for_debt_matching
     assert view.bank_card_number == "****" + CARD[-4:]
     assert history_count(dynamodb, onboarding.store) == 2
@@ -316,9 +316,9 @@ def test_tampered_notifications_change_nothing(
 ) -> None:
     opened(onboarding)
     with pytest.raises(NotificationRejected) as rejected:
-        onboarding.accept_notification(tamper(fake.notification("shop-1", 1, "T1")))
+        onboarding.inbound.accept_notification(tamper(fake.notification("shop-1", 1, "T1")))
     assert rejected.value.reason == reason
-    assert onboarding.view("shop-1").status is None and history_count(dynamodb, onboarding.store) == 0
+    assert onboarding.registration.view("shop-1").status is None and history_count(dynamodb, onboarding.store) == 0
 
 
 def test_other_partner_malformed_and_unknown_are_rejected(
@@ -333,10 +333,10 @@ def test_other_partner_malformed_and_unknown_are_rejected(
     }
     for (reason, field), fields in cases.items():
         with pytest.raises(NotificationRejected) as rejected:
-            onboarding.accept_notification(fields)
+            onboarding.inbound.accept_notification(fields)
         assert (rejected.value.reason, rejected.value.field) == (reason, field) and rejected.value.rule
         assert "shop-1" not in str(rejected.value) and "99999" not in str(rejected.value)
-    assert onboarding.view("shop-1").status is None and history_count(dynamodb, onboarding.store) == 0
+    assert onboarding.registration.view("shop-1").status is None and history_count(dynamodb, onboarding.store) == 0
     assert onboarding.store.get("stranger") is None
 
 
@@ -348,13 +348,13 @@ def test_key_rotation_accepts_either_htouhui_key(
     settings = settings_for(HTOUHUI_PUBLIC_KEY_NEXT=f"file:{tmp_path / 'next.pem'}")
     onboarding = Onboarding.configured(settings, store, client_factory(settings, fake), clock=clock)
     opened(onboarding)
-    assert onboarding.accept_notification(fake.notification("shop-1", 1, "K1")) is ApplyOutcome.APPLIED
+    assert onboarding.inbound.accept_notification(fake.notification("shop-1", 1, "K1")) is ApplyOutcome.APPLIED
     rotated = FakeHtouhui(PARTNER, new_key, merchant_public_key, state=fake.state)
-    assert onboarding.accept_notification(rotated.notification("shop-1", 2, "K2")) is ApplyOutcome.APPLIED
+    assert onboarding.inbound.accept_notification(rotated.notification("shop-1", 2, "K2")) is ApplyOutcome.APPLIED
     stranger = FakeHtouhui(PARTNER, protocol.generate_private_key(), merchant_public_key, state=fake.state)
     with pytest.raises(NotificationRejected):
-        onboarding.accept_notification(stranger.notification("shop-1", 3, "K3"))
-    assert onboarding.view("shop-1").status == 2
+        onboarding.inbound.accept_notification(stranger.notification("shop-1", 3, "K3"))
+    assert onboarding.registration.view("shop-1").status == 2
 
 
 def test_storage_failure_propagates_and_redelivery_succeeds(
@@ -364,31 +364,31 @@ def test_storage_failure_propagates_and_redelivery_succeeds(
     notification = fake.notification("shop-1", 1, "S1")
     dynamodb.delete_table(TableName=onboarding.store.notifications_table)
     with pytest.raises(StoreUnavailable):
-        onboarding.accept_notification(notification)
-    assert onboarding.view("shop-1").status is None
+        onboarding.inbound.accept_notification(notification)
+    assert onboarding.registration.view("shop-1").status is None
     dynamodb.create_table(
         TableName=onboarding.store.notifications_table,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "notify_no", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "notify_no", "KeyType": "HASH"}],
     )
-    assert onboarding.accept_notification(notification) is ApplyOutcome.APPLIED
-    assert onboarding.view("shop-1").status == 1
+    assert onboarding.inbound.accept_notification(notification) is ApplyOutcome.APPLIED
+    assert onboarding.registration.view("shop-1").status == 1
 
 
 def test_browser_return_applies_without_history(onboarding: Onboarding, fake: FakeHtouhui, dynamodb: Any) -> None:
     opened(onboarding)
-    answer = onboarding.accept_return(fake.browser_return("shop-1", 2))
+    answer = onboarding.inbound.accept_return(fake.browser_return("shop-1", 2))
     assert (answer.status, answer.third_party_user_id, answer.succeeded) == (2, "shop-1", True)
-    assert onboarding.view("shop-1").stage == "PASSWORD_SET"
-    lower = onboarding.accept_return(fake.browser_return("shop-1", 1))  # never lowers
+    assert onboarding.registration.view("shop-1").stage == "PASSWORD_SET"
+    lower = onboarding.inbound.accept_return(fake.browser_return("shop-1", 1))  # never lowers
     # stored: never lowered; shown: the return's own signed level, never the stored one (issue 19)
-    assert onboarding.view("shop-1").status == 2 and lower.status == 1
-    failed = onboarding.accept_return(fake.browser_return("shop-1", 3, code="3001"))
+    assert onboarding.registration.view("shop-1").status == 2 and lower.status == 1
+    failed = onboarding.inbound.accept_return(fake.browser_return("shop-1", 3, code="3001"))
     assert (failed.code, failed.succeeded, failed.status) == ("3001", False, 3)
     with pytest.raises(NotificationRejected, match="bad_signature"):
-        onboarding.accept_return({**fake.browser_return("shop-1", 2), "status": "3"})
-    assert onboarding.view("shop-1").status == 2 and history_count(dynamodb, onboarding.store) == 0
+        onboarding.inbound.accept_return({**fake.browser_return("shop-1", 2), "status": "3"})
+    assert onboarding.registration.view("shop-1").status == 2 and history_count(dynamodb, onboarding.store) == 0
 
 
 # --- query ---------------------------------------------------------------------------------------
@@ -397,13 +397,15 @@ def test_browser_return_applies_without_history(onboarding: Onboarding, fake: Fa
 def test_refresh_asks_htouhui_and_stores_through_the_monotonic_update(
     onboarding: Onboarding, fake: FakeHtouhui
 ) -> None:
-    onboarding.register(body())
-    assert onboarding.refresh("shop-1").status is None and fake.calls["query"] == 0  # no id_card yet
+    onboarding.registration.register(body())
+    assert onboarding.registration.refresh("shop-1").status is None and fake.calls["query"] == 0  # no id_card yet
     opened(onboarding)
-    assert onboarding.refresh("shop-1").stage == "OPEN_REQUESTED"  # Htouhui: 0 = not opened yet: not stored
+    assert (
+        onboarding.registration.refresh("shop-1").stage == "OPEN_REQUESTED"
+    )  # Htouhui: 0 = not opened yet: not stored
     fake.set_status("shop-1", 2, id_card=ID_CARD, bank_card_number=CARD)
     fake.users["shop-1"].borrower = "1"
-    view = onboarding.refresh("shop-1")
+    view = onboarding.registration.refresh("shop-1")
     assert view.status == 2 and view.borrower == "1" and view.bank_card_number == "****" + CARD[-4:]
     with pytest.raises(UserNotFound):
-        onboarding.refresh("nobody")
+        onboarding.registration.refresh("nobody")

@@ -76,7 +76,7 @@ def test_snapstart_hooks_prime_then_refresh_and_notify_still_works(
     for hook, args, kwargs in reversed(hooks_module.before):  # Lambda: before the snapshot
         hook(*args, **kwargs)
     state = runtime.peek()
-    client = state["onboarding"].store._dynamodb
+    client = state["onboarding"].store.built_client()
     assert client is not None  # boto3 imported and the DynamoDB client made before the snapshot
     assert state["settings"].loaded_kinds() == ("htouhui",)  # PRIME_HTOUHUI_KEYS=true: keys read too
 
@@ -100,13 +100,13 @@ def test_snapstart_hooks_prime_then_refresh_and_notify_still_works(
 def test_keys_stay_out_of_the_snapshot_unless_asked(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(priming.PRIME_KEYS, "false")
     priming.before_snapshot()
-    assert runtime.peek()["onboarding"].store._dynamodb is not None
+    assert runtime.peek()["onboarding"].store.built_client() is not None
     assert runtime.settings().loaded_kinds() == ()
 
 
 def test_provisioned_concurrency_primes_at_init(stack: Stack) -> None:
     assert priming.install({priming.INITIALIZATION_TYPE: "provisioned-concurrency"}) == ["primed"]
-    assert runtime.peek()["onboarding"].store._dynamodb is not None
+    assert runtime.peek()["onboarding"].store.built_client() is not None
     assert runtime.settings().loaded_kinds() == ("htouhui",)
 
 

@@ -51,8 +51,8 @@ class ListQueue:
 
 def run_due(service: Onboarding) -> list[str]:
     queue = ListQueue()
-    service.dispatch_due(queue, limit=100)
-    return [str(service.check_scheduled(m["third_party_user_id"], m["due"])) for m in queue.messages]
+    service.checks.dispatch_due(queue, limit=100)
+    return [str(service.checks.check_scheduled(m["third_party_user_id"], m["due"])) for m in queue.messages]
 
 
 @pytest.fixture
@@ -92,16 +92,18 @@ def test_dropped_notifications_are_recovered_by_reconciliation(
     service, sandbox = onboarding
     id_cards = {name: valid_id_card(f"1101051949123{number:03d}1") for number, name in enumerate("abcd")}
     for number, name in enumerate("abcd"):
-        view, created = service.register(RegisterBody(third_party_user_id=name, mobile=f"1380013800{number}"))
+        view, created = service.registration.register(
+            RegisterBody(third_party_user_id=name, mobile=f"1380013800{number}")
+        )
         assert created and view.stage == "REGISTERED"
-        service.open_account(
+        service.registration.open_account(
             name,
             OpenAccountBody(id_card=id_cards[name], real_name="张三"),
             notify_url=API + "/htouhui/notify",
             default_return_url=API + "/htouhui/return",
             own_host="127.0.0.1",
         )
-    service.register(RegisterBody(third_party_user_id="e", mobile="13800138009"))  # never opened: skipped
+    service.registration.register(RegisterBody(third_party_user_id="e", mobile="13800138009"))  # never opened: skipped
     # At Htouhui: a completed everything, b opened the account, c set the password; d has not started.
     seed(sandbox, third_party_user_id="a", status=3, id_card=id_cards["a"])
     seed(sandbox, third_party_user_id="b", status=1, id_card=id_cards["b"])
@@ -112,10 +114,13 @@ def test_dropped_notifications_are_recovered_by_reconciliation(
     CLOCK.now += timedelta(minutes=7)
     assert sorted(run_due(service)) == ["CHECKED"] * 4  # a, b, c, d (e never asked for a form)
     assert _query_count(sandbox) == asked + 4
-    a = service.view("a")
+    a = service.registration.view("a")
     assert a.status == 3 and a.stage == "COMPLETED" and a.ready_for_debt_matching
-    assert service.view("b").stage == "ACCOUNT_OPENED" and service.view("c").stage == "PASSWORD_SET"
-    assert service.view("d").stage == "OPEN_REQUESTED"
+    assert (
+        service.registration.view("b").stage == "ACCOUNT_OPENED"
+        and service.registration.view("c").stage == "PASSWORD_SET"
+    )
+    assert service.registration.view("d").stage == "OPEN_REQUESTED"
     record = service.store.get("a")
     assert record is not None and not record.scheduled  # status 3: off the schedule
     assert run_due(service) == []  # a repeated sweep asks nobody again

@@ -25,8 +25,9 @@ from test_onboarding import (  # the same fixtures: moto, the fake Htouhui, a cl
 )
 
 from onboarding import schedule
+from onboarding.checks import CheckOutcome
 from onboarding.reconcile import Message, Pacer, dispatch, run_limit, work
-from onboarding.rules import CheckOutcome, Onboarding
+from onboarding.rules import Onboarding
 
 __all__ = ["clock", "fake", "onboarding", "store"]  # fixtures, used by name
 
@@ -57,15 +58,15 @@ def now_of(clock: Clock) -> int:
 
 def run_due(onboarding: Onboarding, queue: ListQueue, limit: int = 100) -> list[CheckOutcome]:
     """One dispatcher run, then a worker on every message it sent."""
-    onboarding.dispatch_due(queue, limit=limit)
-    return [onboarding.check_scheduled(m["third_party_user_id"], m["due"]) for m in queue.take()]
+    onboarding.checks.dispatch_due(queue, limit=limit)
+    return [onboarding.checks.check_scheduled(m["third_party_user_id"], m["due"]) for m in queue.take()]
 
 
 def test_a_form_user_is_checked_once_per_step_and_leaves_after_the_last(
     onboarding: Onboarding, fake: FakeHtouhui, clock: Clock
 ) -> None:
     opened(onboarding)  # the form: the ladder starts now
-    onboarding.register(body("no-form", "13900139009"))  # registered, never asked for a form
+    onboarding.registration.register(body("no-form", "13900139009"))  # registered, never asked for a form
     anchor = now_of(clock)
     queue = ListQueue()
     record = onboarding.store.get("shop-1")
@@ -86,7 +87,9 @@ def test_a_form_user_is_checked_once_per_step_and_leaves_after_the_last(
     assert after is not None and not after.scheduled and after.status == 1
     clock.advance(365 * 86400)
     assert run_due(onboarding, queue) == [] and fake.calls["query"] == len(LADDER.steps)
-    assert onboarding.view("no-form").status is None  # never queried: the fake would not even know the user
+    assert (
+        onboarding.registration.view("no-form").status is None
+    )  # never queried: the fake would not even know the user
 
 
 def test_status_3_leaves_the_schedule_and_news_below_3_restarts_the_ladder(
@@ -95,12 +98,12 @@ def test_status_3_leaves_the_schedule_and_news_below_3_restarts_the_ladder(
     opened(onboarding, "n1", "13800138001")
     opened(onboarding, "n2", "13800138002")
     clock.advance(4 * 3600)  # n1 and n2 are overdue for their first steps
-    onboarding.accept_notification(fake.notification("n1", 1, "N-n1-1"))  # news below 3: from now
+    onboarding.inbound.accept_notification(fake.notification("n1", 1, "N-n1-1"))  # news below 3: from now
     restarted = onboarding.store.get("n1")
     assert restarted is not None and restarted.slot == schedule.Slot(
         now_of(clock), 0, LADDER.due("n1", now_of(clock), 0)
     )
-    onboarding.accept_notification(fake.notification("n2", 3, "N-n2-3"))  # finished: off the schedule
+    onboarding.inbound.accept_notification(fake.notification("n2", 3, "N-n2-3"))  # finished: off the schedule
     finished = onboarding.store.get("n2")
     assert finished is not None and not finished.scheduled
 
@@ -111,11 +114,11 @@ def test_status_3_leaves_the_schedule_and_news_below_3_restarts_the_ladder(
     assert run_due(onboarding, queue) == [CheckOutcome.CHECKED] and fake.calls["query"] == 1
     # a browser return and GET ?refresh=true are news too
     clock.advance(600)
-    onboarding.accept_return(fake.browser_return("n1", 1))
+    onboarding.inbound.accept_return(fake.browser_return("n1", 1))
     record = onboarding.store.get("n1")
     assert record is not None and record.slot is not None and record.slot.anchor == now_of(clock)
     clock.advance(60)
-    onboarding.refresh("n1")
+    onboarding.registration.refresh("n1")
     record = onboarding.store.get("n1")
     assert (
         record is not None
@@ -148,7 +151,7 @@ def test_a_failed_check_backs_off_and_the_fifth_failure_skips_the_step(
     assert run_due(onboarding, queue) == [CheckOutcome.GAVE_UP]
     record = onboarding.store.get("shop-1")
     assert record is not None and record.slot is not None and (record.slot.step, record.check_attempts) == (1, 0)
-    assert onboarding.view("shop-1").status is None
+    assert onboarding.registration.view("shop-1").status is None
 
 
 def test_a_rejection_is_a_completed_check(onboarding: Onboarding, fake: FakeHtouhui, clock: Clock) -> None:
@@ -165,19 +168,19 @@ def test_a_user_is_not_checked_twice_at_once(onboarding: Onboarding, fake: FakeH
     fake.set_status("shop-1", 1, id_card=ID_CARD)
     clock.advance(400)
     queue = ListQueue()
-    onboarding.dispatch_due(queue, limit=10)
+    onboarding.checks.dispatch_due(queue, limit=10)
     (message,) = queue.take()
     token = "held-by-another-worker"
     held = onboarding.store.begin_check(
         "shop-1", token=token, now=now_of(clock), lease_until=now_of(clock) + 120, due=message["due"]
     )
     assert held is not None
-    assert onboarding.check_scheduled("shop-1", message["due"]) is CheckOutcome.SKIPPED
-    assert onboarding.check_now("shop-1") is CheckOutcome.FAILED  # CheckUserStatus waits for its turn
+    assert onboarding.checks.check_scheduled("shop-1", message["due"]) is CheckOutcome.SKIPPED
+    assert onboarding.checks.check_now("shop-1") is CheckOutcome.FAILED  # CheckUserStatus waits for its turn
     assert fake.calls["query"] == 0
     onboarding.store.release_check("shop-1", token)
-    assert onboarding.check_scheduled("shop-1", message["due"]) is CheckOutcome.CHECKED
-    assert onboarding.check_scheduled("shop-1", message["due"]) is CheckOutcome.SKIPPED  # a duplicate message
+    assert onboarding.checks.check_scheduled("shop-1", message["due"]) is CheckOutcome.CHECKED
+    assert onboarding.checks.check_scheduled("shop-1", message["due"]) is CheckOutcome.SKIPPED  # a duplicate message
     assert fake.calls["query"] == 1
 
 
@@ -192,15 +195,15 @@ def test_check_user_status_asks_now_and_puts_the_user_back_on_the_ladder(
         run_due(onboarding, queue)
     left = onboarding.store.get("shop-1")
     assert left is not None and not left.scheduled
-    assert onboarding.check_now("shop-1") is CheckOutcome.CHECKED
+    assert onboarding.checks.check_now("shop-1") is CheckOutcome.CHECKED
     back = onboarding.store.get("shop-1")
     assert back is not None and back.slot == schedule.Slot(now_of(clock), 0, LADDER.due("shop-1", now_of(clock), 0))
     assert back.status == 2 and back.check_lease is None
-    assert onboarding.check_now("nobody") is CheckOutcome.NOT_FOUND
-    onboarding.register(body("no-form", "13900139009"))
-    assert onboarding.check_now("no-form") is CheckOutcome.SKIPPED  # nothing to ask with
+    assert onboarding.checks.check_now("nobody") is CheckOutcome.NOT_FOUND
+    onboarding.registration.register(body("no-form", "13900139009"))
+    assert onboarding.checks.check_now("no-form") is CheckOutcome.SKIPPED  # nothing to ask with
     fake.set_status("shop-1", 3, id_card=ID_CARD)
-    assert onboarding.check_now("shop-1") is CheckOutcome.CHECKED
+    assert onboarding.checks.check_now("shop-1") is CheckOutcome.CHECKED
     done = onboarding.store.get("shop-1")
     assert done is not None and done.status == 3 and not done.scheduled
 
@@ -213,12 +216,12 @@ def test_the_dispatcher_is_bounded_and_sends_the_oldest_due_first(
         clock.advance(60)
     clock.advance(3600)
     queue = ListQueue()
-    report = onboarding.dispatch_due(queue, limit=5)
+    report = onboarding.checks.dispatch_due(queue, limit=5)
     assert (report.found, report.dispatched) == (5, 5)
     assert [m["third_party_user_id"] for m in queue.messages] == [f"d{n:02d}" for n in range(5)]
     assert {m["due"] for m in queue.messages} == {now_of(clock) + schedule.DISPATCH_LEASE_SECONDS}
     second = ListQueue()
-    onboarding.dispatch_due(second, limit=5)  # the first five are claimed: the next five oldest
+    onboarding.checks.dispatch_due(second, limit=5)  # the first five are claimed: the next five oldest
     assert [m["third_party_user_id"] for m in second.messages] == [f"d{n:02d}" for n in range(5, 10)]
     # the run limit counts what is already queued
     assert run_limit(settings_for(), 0) == 46 * 120

@@ -96,7 +96,7 @@ def test_layer_holds_htouhui_and_the_pinned_dependencies(build: tuple[Path, floa
     python = build_dir / "HtouhuiLayer" / "python"
     for package, modules in {
         "htouhui": ("__init__", "protocol", "models", "client", "page", "errors"),
-        "onboarding": ("__init__", "config", "store", "rules", "ops/admin"),
+        "onboarding": ("__init__", "config", "store/__init__", "rules", "core", "ops/admin"),
     }.items():
         for module in modules:
             assert (python / package / f"{module}.py").is_file(), f"{package}/{module}"

@@ -110,7 +110,7 @@ def test_query_answers_read_tolerantly_are_stored(
     signed, unsigned, (status, card, borrower) = case
     at_level(onboarding, fake, status)
     gateway.signed, gateway.unsigned = signed, unsigned
-    view = onboarding.refresh("shop-1")
+    view = onboarding.registration.refresh("shop-1")
     record = onboarding.store.get("shop-1")
     assert record is not None and (record.status, record.bank_card_number, record.borrower) == (status, card, borrower)
     assert view.status == status
@@ -137,7 +137,7 @@ def test_a_query_answer_missing_what_decides_state_stores_nothing_and_names_the_
     at_level(onboarding, fake, 2)
     gateway.unsigned = unsigned
     with pytest.raises(HtouhuiProtocolError) as caught:
-        onboarding.refresh("shop-1")
+        onboarding.registration.refresh("shop-1")
     assert (field, rule) in caught.value.fields
     record = onboarding.store.get("shop-1")
     assert record is not None and record.status is None
@@ -240,7 +240,7 @@ def test_any_valid_signed_notification_with_extra_and_empty_fields_is_accepted(
     signed = protocol.signed({k: v for k, v in fields.items() if k not in empty}, htouhui_private_key)
     body = httpx.QueryParams({**signed, **dict.fromkeys(empty, "")})  # the form Htouhui posts
     received = protocol.parse_form(str(body))
-    assert onboarding.accept_notification(received) is ApplyOutcome.APPLIED
+    assert onboarding.inbound.accept_notification(received) is ApplyOutcome.APPLIED
     record = onboarding.store.get(user)
     assert record is not None and record.status == status
     assert record.bank_card_number == (None if "bank_card_number" in empty else card)
@@ -258,7 +258,7 @@ def test_an_extra_field_added_after_signing_is_still_refused(
     user = fresh_user(onboarding)
     forged = {**protocol.signed(notification_of(fake, user, 3), htouhui_private_key), **extra}
     with pytest.raises(NotificationRejected) as caught:
-        onboarding.accept_notification(forged)
+        onboarding.inbound.accept_notification(forged)
     assert caught.value.reason == "bad_signature"
     record = onboarding.store.get(user)
     assert record is not None and record.status is None

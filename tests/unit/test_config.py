@@ -368,7 +368,7 @@ def test_the_first_load_failing_is_an_error(aws: None) -> None:
 
 
 def test_the_policy_allows_return_urls_on_configured_hosts_only() -> None:
-    from onboarding.rules import Policy
+    from onboarding.core import Policy
 
     policy = Policy.of(
         Settings.from_env(

@@ -28,7 +28,14 @@ from htouhui.errors import (
     HtouhuiTimeout,
     HtouhuiUnreachable,
 )
-from htouhui.models import QueryRequest, QueryResponse, RegisterRequest, RegisterResponse, ResponseCommon
+from htouhui.models import (
+    QueryRequest,
+    QueryResponse,
+    RegisterRequest,
+    RegisterResponse,
+    ResponseCommon,
+    field_rules,
+)
 
 ENVIRONMENTS: Final = {
     "uat": "https://new-uat.test.htouhui.com",
@@ -191,9 +198,7 @@ class HtouhuiClient:
         try:
             return model.read(profile.internal(body))
         except ValidationError as exc:
-            raise _broken_answer(
-                [(".".join(map(str, error["loc"])) or "answer", str(error["type"])) for error in exc.errors()]
-            ) from None
+            raise _broken_answer(field_rules(exc, whole="answer")) from None
 
     def _record(self, interface: str, attempt: int, started: float, outcome: str) -> None:
         if self._on_attempt is not None:

@@ -186,6 +186,16 @@ BankCardOnFile = Annotated[str, Field(max_length=30), AfterValidator(_check_prin
 NotifyNo = Annotated[str, Field(min_length=1, max_length=32), AfterValidator(_check_printable)]
 
 
+def field_name(location: Any, whole: str) -> str:
+    """A pydantic error location as a dotted field name; `whole` when the error is about the whole value."""
+    return ".".join(map(str, location)) or whole
+
+
+def field_rules(error: ValidationError, *, whole: str) -> list[tuple[str, str]]:
+    """(field, rule) for each error of a validation: the rule's name, never the rejected value (the one place)."""
+    return [(field_name(detail["loc"], whole), str(detail["type"])) for detail in error.errors()]
+
+
 def _ignored_when_broken(value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
     """A field we only store or show that breaks its rule is read as absent, never a reason to lose the message.
 
@@ -196,7 +206,7 @@ def _ignored_when_broken(value: Any, handler: ValidatorFunctionWrapHandler, info
     except ValidationError as exc:
         ignored = (info.context or {}).get(IGNORED)
         if isinstance(ignored, list):
-            ignored.append((info.field_name or "?", str(exc.errors()[0]["type"])))
+            ignored.append(field_rules(exc, whole=info.field_name or "?")[0])
         return None
 
 

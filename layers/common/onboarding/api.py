@@ -40,7 +40,7 @@ from htouhui.errors import (
     HtouhuiUnreachable,
     code_meaning,
 )
-from htouhui.models import ThirdPartyUserId, is_loopback_host
+from htouhui.models import ThirdPartyUserId, field_name, is_loopback_host
 from onboarding.errors import Conflict, InvalidInput, StoreUnavailable, UserNotFound
 from onboarding.observability import logger
 
@@ -201,7 +201,7 @@ def validation_fields(errors: Any) -> list[tuple[str, str]]:
             location = location[1:]
         if kind == "json_invalid":
             location = []
-        name = ".".join(location) or "body"
+        name = field_name(location, "body")
         reason = _REASONS.get(kind) or str(error.get("msg") or kind) or "invalid"
         if (name, reason) not in found:
             found.append((name, reason))

@@ -17,7 +17,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from htouhui.errors import code_meaning
 from htouhui.page import HTML, html_document
 from htouhui.protocol import MalformedMessage, parse_form
-from onboarding.rules import ReturnOutcome
+from onboarding.inbound import ReturnOutcome
 
 MAX_BODY_BYTES: Final = 16 * 1024
 PAGE_SECURITY_HEADERS: Final = {

@@ -60,11 +60,16 @@ def mask_id_card(value: str | None) -> str | None:
     return value[:3] + "*" * (len(value) - 7) + value[-4:]
 
 
+def card_digits(value: str) -> str:
+    """A card number without the spaces and hyphens that group its digits (the one place that strips them)."""
+    return value.replace(" ", "").replace("-", "")
+
+
 def mask_bank_card(value: str | None) -> str | None:
     """Only the last four characters kept (spaces and hyphens aside); a fixed-width prefix hides the length too."""
     if not value:
         return None
-    compact = value.replace(" ", "").replace("-", "")
+    compact = card_digits(value)
     return "****" + compact[-4:] if len(compact) > 4 else "****"
 
 

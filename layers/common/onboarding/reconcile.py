@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onboarding import schedule
+from onboarding.checks import CheckOutcome, DispatchReport, WorkQueue
 from onboarding.config import Settings
-from onboarding.rules import CheckOutcome, DispatchReport, Onboarding, WorkQueue
+from onboarding.rules import Onboarding
 
 CHECK_USER_STATUS = "CheckUserStatus"
 QUEUE_HORIZON_SECONDS = 120  # the dispatcher keeps at most this much of the scheduled share queued
@@ -47,7 +48,7 @@ def dispatch(
     onboarding: Onboarding, queue: WorkQueue, settings: Settings, *, should_stop: Callable[[], bool] | None = None
 ) -> DispatchReport:
     limit = run_limit(settings, queue.depth())
-    return onboarding.dispatch_due(queue, limit=limit, should_stop=should_stop)
+    return onboarding.checks.dispatch_due(queue, limit=limit, should_stop=should_stop)
 
 
 @dataclass
@@ -120,9 +121,9 @@ def work(onboarding: Onboarding, messages: Iterable[Message], pacer: Pacer) -> W
                 continue
             pace = pacer.before_query  # called only when Htouhui is about to be asked
             if kind == "check":
-                outcome = onboarding.check_now(user, pace=pace)
+                outcome = onboarding.checks.check_now(user, pace=pace)
             else:
-                outcome = onboarding.check_scheduled(user, due or 0, pace=pace)
+                outcome = onboarding.checks.check_scheduled(user, due or 0, pace=pace)
             report.add(str(outcome))
             if outcome is CheckOutcome.FAILED and kind == "check":
                 report.failed_ids.append(message.message_id)  # SQS delivers it again after the visibility time-out

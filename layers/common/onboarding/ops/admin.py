@@ -268,7 +268,7 @@ class Admin:
         store = UserStore(self.users_table, self.notifications_table, dynamodb=self.dynamodb)
         onboarding = Onboarding.configured(runtime.settings(), store, _no_client, clock=self.clock)
         try:
-            outcome = onboarding.reapply_notification(fields)
+            outcome = onboarding.inbound.reapply_notification(fields)
         except NotificationRejected as refused:
             print(
                 f"notification {notify_no} does not verify with the configured Htouhui keys and partner_id, or is "

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from onboarding import runtime
 from onboarding.config import SETTINGS, setting
+from onboarding.store import UserStore
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ def after_restore() -> None:
 def prime(*, keys: bool) -> None:
     """Do now what the first notification would do before its first DynamoDB call."""
     current = runtime.settings()
-    runtime.onboarding().store.client()
+    store = runtime.onboarding().store
+    if isinstance(store, UserStore):  # DynamoDB's client made now (an injected store has its own)
+        store.client()
     _secret_store_clients(current.htouhui_public_key_sources)
     if keys:
         current.htouhui_public_keys()
@@ -114,7 +117,7 @@ def _exercise_verify(profile: Any, partner_id: str) -> None:
     from htouhui import protocol
     from htouhui.models import Notification, OpenAccountNotification
     from onboarding import callbacks
-    from onboarding.rules import OPEN_ACCOUNT_NOTIFY_TYPE
+    from onboarding.inbound import OPEN_ACCOUNT_NOTIFY_TYPE
 
     key = protocol.generate_private_key()
     fields = {
@@ -139,7 +142,7 @@ def _primed_clients() -> list[Any]:
     clients = []
     onboarding = runtime.peek().get("onboarding")
     store = getattr(onboarding, "store", None)
-    dynamodb = getattr(store, "_dynamodb", None)
+    dynamodb = store.built_client() if isinstance(store, UserStore) else None
     if dynamodb is not None:
         clients.append(dynamodb)
     constants = sys.modules.get("aws_lambda_powertools.utilities.parameters.constants")  # loaded only if used

@@ -1,0 +1,208 @@
+"""Reconciliation checks: the dispatcher's oldest-due-first merge over the shards, and the worker's checks.
+
+    Checks(core)
+    .dispatch_due(queue, *, limit, should_stop=None) -> DispatchReport     # the dispatcher
+    .check_scheduled(third_party_user_id, due, *, pace=None) -> CheckOutcome  # a worker: a due user
+    .check_now(third_party_user_id, *, pace=None) -> CheckOutcome             # a worker: CheckUserStatus
+
+Reconciliation is a per-user schedule (onboarding.schedule): a fresh form and any news below status 3
+(notification, browser return, refresh, CheckUserStatus) restart the ladder from that moment.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from htouhui.errors import HtouhuiRejected
+from onboarding import schedule
+from onboarding.core import Core
+from onboarding.store import UserRecord
+
+logger = logging.getLogger(__name__)
+
+
+class CheckOutcome(enum.StrEnum):
+    CHECKED = "CHECKED"  # Htouhui answered; the answer is stored and the ladder moved to its next step
+    REJECTED = "REJECTED"  # Htouhui answered an error code: a completed check (the ladder moves), a failure counted
+    FAILED = "FAILED"  # no usable answer (9999, time-out, 5xx, unreachable, storage): tried again after a backoff
+    GAVE_UP = "GAVE_UP"  # the step's last allowed attempt failed: the step is skipped, a failure counted
+    SKIPPED = "SKIPPED"  # nothing asked: checked by someone else right now, no longer due, or nothing to ask with
+    NOT_FOUND = "NOT_FOUND"  # no such user (CheckUserStatus)
+
+
+@dataclass(frozen=True)
+class DispatchReport:
+    found: int = 0  # due users read from the index (at most the run's limit)
+    dispatched: int = 0  # claimed and sent to the queue
+    taken: int = 0  # moved by someone else between the read and the claim: left alone
+
+
+class WorkQueue(Protocol):
+    """Where the dispatcher sends due users (SQS in the cloud, a list in the simulation)."""
+
+    def send(self, messages: list[dict[str, Any]]) -> None: ...
+
+    def depth(self) -> int: ...
+
+
+class Checks:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def dispatch_due(
+        self, queue: WorkQueue, *, limit: int, should_stop: Callable[[], bool] | None = None
+    ) -> DispatchReport:
+        """Send up to `limit` due users to the queue, oldest due first over all shards (the dispatcher).
+
+        Each shard gives its oldest due users (a fair share and a half, the shards being alike by hash);
+        the oldest `limit` of them are claimed (their due time moves a dispatch lease ahead, so the next run
+        does not send them again while their message waits) and sent, ten to a message batch.
+        """
+        if limit <= 0:
+            return DispatchReport()
+        store = self.core.store
+        now = self.core.now()
+        shards = [f"{shard:02d}" for shard in range(self.core.policy.shards)]
+        asked = dict.fromkeys(shards, min(limit, math.ceil(limit * 1.5 / len(shards)) + 1))
+        found = {shard: store.due(shard, now, asked[shard]) for shard in shards}
+        while True:  # exact oldest-first: ask again a shard whose every row made the cut (it may hold more)
+            rows = sorted(
+                (row for shard_rows in found.values() for row in shard_rows),
+                key=lambda row: (row.due, row.shard, row.third_party_user_id),
+            )[:limit]
+            cutoff = rows[-1].due if len(rows) == limit else None
+            more = [
+                shard
+                for shard in shards
+                if len(found[shard]) == asked[shard] < limit and (cutoff is None or found[shard][-1].due <= cutoff)
+            ]
+            if not more:
+                break
+            for shard in more:
+                asked[shard] = min(limit, asked[shard] * 2)
+                found[shard] = store.due(shard, now, asked[shard])
+        until = now + schedule.DISPATCH_LEASE_SECONDS
+        dispatched = taken = 0
+        batch: list[dict[str, Any]] = []
+        for row in rows:
+            if should_stop is not None and should_stop():
+                break
+            if not store.claim_dispatch(row, until):
+                taken += 1
+                continue
+            batch.append({"third_party_user_id": row.third_party_user_id, "due": until})
+            if len(batch) == 10:
+                queue.send(batch)
+                dispatched += len(batch)
+                batch = []
+        if batch:
+            queue.send(batch)
+            dispatched += len(batch)
+        return DispatchReport(found=len(rows), dispatched=dispatched, taken=taken)
+
+    def check_scheduled(
+        self, third_party_user_id: str, due: int, *, pace: Callable[[], None] | None = None
+    ) -> CheckOutcome:
+        """One dispatched user: ask Htouhui, store the answer, move the ladder (a worker, one message).
+
+        Skipped without a query when another check holds the user or its due time is no longer the
+        dispatched one (news restarted the ladder, or the message is an old duplicate).
+        """
+        core, store = self.core, self.core.store
+        token = secrets.token_hex(8)
+        now = core.now()
+        record = store.begin_check(
+            third_party_user_id, token=token, now=now, lease_until=now + schedule.CHECK_LEASE_SECONDS, due=due
+        )
+        if record is None:
+            return CheckOutcome.SKIPPED
+        slot = record.slot
+        if slot is None or not record.id_card or not record.htouhui_user_id:
+            store.release_check(third_party_user_id, token)
+            return CheckOutcome.SKIPPED
+        shard = record.check_shard or core.shard_of(third_party_user_id)
+        if pace is not None:
+            pace()  # the rate budget: only a check that will ask Htouhui waits for its turn
+        outcome = self._ask(record)
+        if outcome is CheckOutcome.FAILED:
+            attempts = record.check_attempts + 1
+            if attempts < schedule.MAX_ATTEMPTS:
+                retry = schedule.Slot(slot.anchor, slot.step, core.now() + schedule.retry_delay(attempts))
+                store.settle_check(
+                    third_party_user_id, token=token, taken_on=slot, next_slot=retry, shard=shard, attempts=attempts
+                )
+                return CheckOutcome.FAILED
+            outcome = CheckOutcome.GAVE_UP
+        store.settle_check(
+            third_party_user_id,
+            token=token,
+            taken_on=slot,
+            next_slot=schedule.advance(core.ladder(), third_party_user_id, slot),
+            shard=shard,
+        )
+        return outcome
+
+    def check_now(self, third_party_user_id: str, *, pace: Callable[[], None] | None = None) -> CheckOutcome:
+        """CheckUserStatus: ask Htouhui now and put the user back on the ladder from now (unless at status 3).
+
+        FAILED means "try again" (the worker reports the message as failed, SQS delivers it again).
+        """
+        core, store = self.core, self.core.store
+        token = secrets.token_hex(8)
+        now = core.now()
+        record = store.begin_check(
+            third_party_user_id, token=token, now=now, lease_until=now + schedule.CHECK_LEASE_SECONDS
+        )
+        if record is None:
+            if store.get(third_party_user_id) is None:
+                return CheckOutcome.NOT_FOUND
+            return CheckOutcome.FAILED  # another check holds the user: this one waits for its turn
+        if not record.registered or not record.id_card:
+            store.release_check(third_party_user_id, token)
+            return CheckOutcome.SKIPPED  # nothing to ask with before the form
+        if pace is not None:
+            pace()
+        outcome = self._ask(record)
+        if outcome is CheckOutcome.FAILED:
+            store.release_check(third_party_user_id, token)
+            return outcome
+        store.settle_check(
+            third_party_user_id,
+            token=token,
+            taken_on=None,
+            next_slot=schedule.start(core.ladder(), third_party_user_id, core.now()),
+            shard=core.shard_of(third_party_user_id),
+        )
+        return outcome
+
+    def _ask(self, record: UserRecord) -> CheckOutcome:
+        """The query and the monotonic store (`Core.check`), its failure classified: a rejection is an answer."""
+        try:
+            self.core.check(record)
+        except HtouhuiRejected as exc:
+            _log_failure(record, exc)
+            return CheckOutcome.REJECTED
+        except Exception as exc:
+            _log_failure(record, exc)
+            return CheckOutcome.FAILED
+        return CheckOutcome.CHECKED
+
+
+def _log_failure(record: UserRecord, exc: Exception) -> None:
+    # Only what happened, never a value: Htouhui's message may name a field's content.
+    logger.warning(
+        "reconciliation check failed",
+        extra={
+            "third_party_user_id": record.third_party_user_id,
+            "error": type(exc).__name__,
+            "htouhui_code": getattr(exc, "code", None),
+            "step": record.check_step,
+            "attempts": record.check_attempts,
+        },
+    )
