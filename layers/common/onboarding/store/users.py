@@ -167,7 +167,10 @@ class Users(Tables):
                 "update_item",
                 TableName=self.users_table,
                 Key=user_key(third_party_user_id),
-                UpdateExpression="SET id_card = :card, open_requested = :true, updated_at = :now",
+                UpdateExpression=(
+                    "SET id_card = :card, open_requested = :true, updated_at = :now, "
+                    "open_requested_at = if_not_exists(open_requested_at, :now)"  # the funnel's form time
+                ),
                 ConditionExpression=(
                     "attribute_exists(third_party_user_id) AND registration = :done AND ("
                     "attribute_not_exists(id_card) OR id_card = :card "
