@@ -125,9 +125,10 @@ verify: $(RUN_STAMP) ## verify JSON fields on stdin: make verify KEY=htouhui_pub
 clean: ## remove build output and caches (keeps the virtualenv)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
 
-# Operator commands against a deployed stack (docs/runbook.md): STACK=htouhui-onboarding-$(ENV) by default.
+# Operator commands against a deployed stack (docs/runbook.md): STACK=htouhui-onboarding-$(ENV) by default;
+# STACK=local: the stack `make run` started (its /_local/health on API_PORT names its tables, queues and bus).
 # USER_ID, not USER: make would take the login name from the environment.
-ADMIN := $(PY) -m onboarding.ops.admin --stack $(or $(STACK),htouhui-onboarding-$(ENV))
+ADMIN := $(PY) -m onboarding.ops.admin --stack $(or $(STACK),htouhui-onboarding-$(ENV)) $(if $(filter local,$(STACK)),--local-api http://127.0.0.1:$(or $(API_PORT),3000))
 
 .PHONY: admin-show admin-check admin-stuck admin-redrive admin-reapply admin-erase
 admin-show: $(STAMP) ## a user and its history, masked: make admin-show USER_ID=u-0001 [ENV=prod]
@@ -136,7 +137,7 @@ admin-check: $(STAMP) ## force a check of one user (CheckUserStatus on the bus):
 	$(ADMIN) check $(USER_ID)
 admin-stuck: $(STAMP) ## users below status 3 not updated for DAYS (and STATUS=1|2|none): make admin-stuck DAYS=3
 	$(ADMIN) stuck --days $(DAYS) $(if $(STATUS),--status $(STATUS))
-admin-redrive: $(STAMP) ## dead letters back: make admin-redrive QUEUE=url (TO_BUS=default | TO_QUEUE=url)
+admin-redrive: $(STAMP) ## dead letters back: make admin-redrive QUEUE=url|LogicalId (TO_BUS=default | TO_QUEUE=url|LogicalId)
 	$(ADMIN) redrive $(QUEUE) $(if $(TO_QUEUE),--to-queue $(TO_QUEUE),--to-bus $(or $(TO_BUS),default))
 admin-reapply: $(STAMP) ## verify a stored notification again and apply it: make admin-reapply NOTIFY_NO=N...
 	$(ADMIN) reapply $(NOTIFY_NO)
@@ -144,6 +145,6 @@ admin-erase: $(STAMP) ## erase a user's personal data, keep a tombstone: make ad
 	@test "$(CONFIRM)" = yes || { echo "erasure cannot be undone: add CONFIRM=yes" >&2; exit 2; }
 	$(ADMIN) erase $(USER_ID) --yes
 
-probe: $(STAMP) ## which protocol profile Htouhui speaks: make probe ENV=uat PARTNER_ID=P... KEY=merchant_private.pem HTOUHUI_KEY=htouhui_public.pem (from an address Htouhui allows; prod needs ALLOW_PROD=1)
+probe: $(STAMP) ## which protocol profile Htouhui speaks: make probe ENV=uat PARTNER_ID=P... KEY=merchant_private.pem HTOUHUI_KEY=htouhui_public.pem (from an address Htouhui allows; prod needs ALLOW_PROD=1; BASE_URL= another server, e.g. the sandbox)
 	@test -n "$(PARTNER_ID)" -a -n "$(KEY)" -a -n "$(HTOUHUI_KEY)" || { echo "make probe needs PARTNER_ID, KEY and HTOUHUI_KEY (a path, file:, secretsmanager: or ssm:)" >&2; exit 2; }
-	$(PY) -m onboarding.ops probe --env $(ENV) --partner-id $(PARTNER_ID) --key $(KEY) --htouhui-key $(HTOUHUI_KEY) $(if $(ALLOW_PROD),--allow-prod) $(foreach p,$(PROFILE),--profile $(p))
+	$(PY) -m onboarding.ops probe $(if $(BASE_URL),--base-url $(BASE_URL),--env $(ENV)) --partner-id $(PARTNER_ID) --key $(KEY) --htouhui-key $(HTOUHUI_KEY) $(if $(ALLOW_PROD),--allow-prod) $(foreach p,$(PROFILE),--profile $(p))

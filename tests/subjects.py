@@ -28,6 +28,7 @@ SUBJECTS: dict[str, frozenset[str]] = {
     "app": frozenset(
         {
             "test_admin",
+            "test_admin_commands",
             "test_api_errors",
             "test_config",
             "test_data_lifecycle",
@@ -51,9 +52,11 @@ SUBJECTS: dict[str, frozenset[str]] = {
     "functions": frozenset(
         {
             "test_alarm_metrics",
+            "test_alarm_resources",
             "test_alarms",
             "test_cold_start",
             "test_custom_domain",
+            "test_dashboard",
             "test_egress",
             "test_handlers_errors",
             "test_handlers_notify",
@@ -97,6 +100,7 @@ SUBJECTS: dict[str, frozenset[str]] = {
     "docs": frozenset(
         {
             "test_docs",
+            "test_docs_names",
             "test_makefile_help",
             "test_openapi_fresh",
             "test_runbook",

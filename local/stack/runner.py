@@ -202,6 +202,7 @@ class Stack:
         self.sandbox_url = ""
         self.api_url = ""
         self.events: deque[dict[str, Any]] = deque(maxlen=200)
+        self.queue_urls: dict[str, str] = {}  # logical id -> URL on moto (health: what `STACK=local` resolves)
         self._sandbox_log: IO[bytes] | None = None
         self._serving = False
 
@@ -232,6 +233,7 @@ class Stack:
         descriptions = aws.create_tables(self.dynamodb_url, self.template.tables)
         table_names = {logical: table.name for logical, table in self.template.tables.items()}
         queues = sqs.create_queues(self.dynamodb_url, self.template)
+        self.queue_urls = queues.refs
 
         def attribute(logical: str, name: str) -> Any:
             if logical in queues.by_logical:
@@ -528,6 +530,16 @@ class Stack:
             "partner_id": self.config.partner_id,
             "routes": [route.route_key for route in self.template.routes],
             "tables": {logical: table.name for logical, table in self.template.tables.items()},
+            "queues": dict(self.queue_urls),
+            "event_bus": next(
+                (
+                    f.environment["EVENT_BUS_NAME"]
+                    for f in self.template.functions.values()
+                    if "EVENT_BUS_NAME" in f.environment
+                ),
+                "default",
+            ),
+            "region": REGION,
             "functions": {
                 logical: {"invocations": pool.invocations, "errors": pool.errors, "cold_starts": pool.cold_starts}
                 for logical, pool in sorted(self.pools.items())

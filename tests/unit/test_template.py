@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -610,8 +611,10 @@ def test_stream_publishes_status_changes(resources: dict[str, Any]) -> None:
     assert mapping["BisectBatchOnFunctionError"] is True
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]  # publish_status reports the first failure
     assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["StreamFailureQueue", "Arn"]}
-    (pattern,) = [f["Pattern"] for f in mapping["FilterCriteria"]["Filters"]]
-    assert '"eventName": ["INSERT", "MODIFY"]' in pattern
+    patterns = [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]]
+    # a status (published), a registration completed and a form handed out (the funnel's metrics)
+    assert [set(p["dynamodb"]["NewImage"]) for p in patterns] == [{"status"}, {"registration"}, {"open_requested"}]
+    assert all(p["eventName"] == ["INSERT", "MODIFY"] for p in patterns)
 
 
 def test_alarms_on_errors_throttles_and_dead_letters(resources: dict[str, Any]) -> None:

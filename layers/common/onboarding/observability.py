@@ -216,12 +216,29 @@ RECONCILE_DISPATCHED: Final = "ReconcileDispatched"
 STATUS_EVENTS_PUBLISHED: Final = "StatusEventsPublished"
 HTOUHUI_LATENCY: Final = "HtouhuiLatency"
 HTOUHUI_RESULT: Final = "HtouhuiResult"
+# The onboarding funnel, counted from the users table's stream (stored changes, not requests: status_events)
+FUNNEL_REGISTERED: Final = "FunnelRegistered"  # registration became DONE
+FUNNEL_FORMS: Final = "FunnelFormsHandedOut"  # a user's first open-account form
+FUNNEL_STATUS: Final = "FunnelStatusReached"  # dimension `status`: 1, 2 or 3 (every level a change crosses)
+FUNNEL_FORM_TO_COMPLETED: Final = "FunnelFormToCompletedSeconds"  # first form to status 3, one value per user
 # A verified value holding a separator of the canonical string (§9 accepts it): counted, its field logged.
 SEPARATOR_IN_VERIFIED_VALUE: Final = "VerifiedValuesWithSeparator"
 
 
 def count(name: str, value: float = 1) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def count_by(name: str, dimension: str, value: str, amount: float = 1) -> None:
+    """One count with one dimension besides `service` (its own EMF line, as the dimension sets differ)."""
+    with single_metric(
+        name=name, unit=MetricUnit.Count, value=amount, namespace=NAMESPACE, default_dimensions={"service": SERVICE}
+    ) as metric:
+        metric.add_dimension(name=dimension, value=value)
+
+
+def seconds(name: str, value: float) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=value)
 
 
 def count_rejection(name: str, reason: str) -> None:

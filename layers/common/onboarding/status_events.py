@@ -14,7 +14,17 @@ from typing import Any, Final
 
 from onboarding import dynamo
 from onboarding.models import COMPLETED_STATUS
-from onboarding.observability import STATUS_EVENTS_PUBLISHED, count, logger
+from onboarding.observability import (
+    FUNNEL_FORM_TO_COMPLETED,
+    FUNNEL_FORMS,
+    FUNNEL_REGISTERED,
+    FUNNEL_STATUS,
+    STATUS_EVENTS_PUBLISHED,
+    count,
+    count_by,
+    logger,
+    seconds,
+)
 
 SOURCE: Final = "htouhui.onboarding"
 DETAIL_TYPE: Final = "UserStatusChanged"
@@ -72,6 +82,56 @@ def put_events_entry(record: Mapping[str, Any], event_bus_name: str) -> dict[str
     return entry
 
 
+# --- the onboarding funnel, from the same records (stored truth, not requests) ------------------------
+
+FunnelStep = tuple[str, str | None, float]  # (metric, its status dimension or None, value)
+
+
+def _moment(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+
+
+def funnel_steps(record: Mapping[str, Any]) -> list[FunnelStep]:
+    """What one stream record moved in the funnel: a registration completed, a first form handed out, each
+    status level reached (a jump from none to 3 reaches 1, 2 and 3), and the seconds from form to status 3."""
+    if record.get("eventName") not in ("INSERT", "MODIFY"):
+        return []
+    change = record.get("dynamodb") or {}
+    old, new = change.get("OldImage") or {}, change.get("NewImage") or {}
+    steps: list[FunnelStep] = []
+    if _text(new, "registration") == "DONE" and _text(old, "registration") != "DONE":
+        steps.append((FUNNEL_REGISTERED, None, 1))
+    if (new.get("open_requested") or {}).get("BOOL") is True and (old.get("open_requested") or {}).get(
+        "BOOL"
+    ) is not True:
+        steps.append((FUNNEL_FORMS, None, 1))
+    try:
+        old_status, new_status = _status(old) or 0, _status(new) or 0
+    except (TypeError, ValueError):
+        return steps
+    for level in range(old_status + 1, min(new_status, COMPLETED_STATUS) + 1):
+        steps.append((FUNNEL_STATUS, str(level), 1))
+    if new_status >= COMPLETED_STATUS > old_status:
+        form = _moment(_text(new, "open_requested_at"))
+        done = _moment(_text(new, "updated_at"))
+        if form is not None and done is not None:
+            steps.append((FUNNEL_FORM_TO_COMPLETED, None, max(0.0, (done - form).total_seconds())))
+    return steps
+
+
+def emit_funnel(steps: Iterable[FunnelStep]) -> None:
+    for name, status, value in steps:
+        if name == FUNNEL_FORM_TO_COMPLETED:
+            seconds(name, value)
+        elif status is not None:
+            count_by(name, "status", status, value)
+        else:
+            count(name, value)
+
+
 # --- publishing a stream batch (the publish_status function) -----------------------------------------
 
 PUT_EVENTS_MAX: Final = 10
@@ -95,7 +155,25 @@ def _ids(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def publish(records: Iterable[dict[str, Any]], put_events: Callable[..., Any], bus: str) -> str | None:
-    """Publish the changes in order; the sequence number of the first record not published, or None."""
+    """Publish the changes in order; the sequence number of the first record not published, or None.
+
+    The funnel metrics of the records before that one are emitted (the rest come again with Lambda's retry)."""
+    handled: list[tuple[str, list[FunnelStep]]] = []
+
+    def seen(batch: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        for record in batch:
+            handled.append((str((record.get("dynamodb") or {}).get("SequenceNumber", "")), funnel_steps(record)))
+            yield record
+
+    failed = _publish(seen(records), put_events, bus)
+    for sequence, steps in handled:
+        if failed is not None and sequence == failed:
+            break
+        emit_funnel(steps)
+    return failed
+
+
+def _publish(records: Iterable[dict[str, Any]], put_events: Callable[..., Any], bus: str) -> str | None:
     pending: list[tuple[str, dict[str, Any]]] = []  # (sequence number, PutEvents entry)
 
     def flush() -> str | None:

@@ -10,7 +10,9 @@
 
 Tables come from --stack (the stack's outputs), else --users-table/--notifications-table, else USERS_TABLE and
 NOTIFICATIONS_TABLE; the bus from --bus or EVENT_BUS_NAME. AWS credentials and region are the usual ones
-(AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL for moto). Nothing personal is printed unmasked.
+(AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL for moto). `--stack local` is the stack `make run` started: its
+tables, queues and bus, on its moto endpoint, as its /_local/health (at --local-api) reports them. A queue is
+a URL or the template's logical id (e.g. ReconcileDeadLetterQueue). Nothing personal is printed unmasked.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TextIO
 
@@ -248,14 +251,87 @@ def _no_client() -> Any:
     raise RuntimeError("reapply never calls Htouhui")
 
 
+LOCAL_STACK: Final = "local"
+LOCAL_API: Final = "http://127.0.0.1:3000"
+
+
+@dataclass
+class StackTarget:
+    """Where the commands act: table names, the bus, queues by logical id, and the AWS endpoint (None: AWS's)."""
+
+    users: str | None
+    notifications: str | None
+    bus: str
+    queues: Mapping[str, str] = field(default_factory=dict)
+    endpoint: str | None = None
+    region: str | None = None
+    stack: str | None = None  # a deployed stack: queues resolve through CloudFormation
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        make: Any = boto3.client  # typed per service name; the name here is a variable
+        if self.endpoint is None:
+            return make(service)
+        # moto accepts any credentials: the local stack's functions use these too
+        return make(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's, not a secret
+        )
+
+    def queue_url(self, name: str) -> str:
+        """A queue URL as given, or the URL of the template queue with that logical id."""
+        if "://" in name:
+            return name
+        if name in self.queues:
+            return self.queues[name]
+        if self.stack and self.stack != LOCAL_STACK:
+            answer = self.client("cloudformation").describe_stack_resource(StackName=self.stack, LogicalResourceId=name)
+            return str(answer["StackResourceDetail"]["PhysicalResourceId"])  # an SQS queue's physical id is its URL
+        raise ValueError(f"no queue {name!r} in the stack (known: {', '.join(sorted(self.queues)) or 'none'})")
+
+
 def _stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
     answer = cloudformation.describe_stacks(StackName=stack)
     return {output["OutputKey"]: output["OutputValue"] for output in answer["Stacks"][0].get("Outputs", [])}
 
 
+def _local_health(api: str) -> dict[str, Any]:
+    import httpx
+
+    answer = httpx.get(f"{api.rstrip('/')}/_local/health", timeout=10)
+    answer.raise_for_status()
+    return dict(answer.json())
+
+
+def resolve(arguments: argparse.Namespace) -> StackTarget:
+    """The target of the commands: the local stack, a deployed stack's outputs, or the names given."""
+    target = StackTarget(arguments.users_table, arguments.notifications_table, arguments.bus, stack=arguments.stack)
+    if arguments.stack == LOCAL_STACK:
+        health = _local_health(arguments.local_api)
+        tables = health.get("tables") or {}
+        target.users = tables.get("UsersTable", target.users)
+        target.notifications = tables.get("NotificationsTable", target.notifications)
+        target.bus = str(health.get("event_bus") or target.bus)
+        target.queues = dict(health.get("queues") or {})
+        target.endpoint, target.region = str(health["dynamodb"]), str(health.get("region") or "us-east-1")
+    elif arguments.stack:
+        outputs = _stack_outputs(target.client("cloudformation"), arguments.stack)
+        target.users = outputs.get("UsersTableName", target.users)
+        target.notifications = outputs.get("NotificationsTableName", target.notifications)
+        target.bus = outputs.get("EventBusName", target.bus)
+    return target
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m onboarding.ops.admin", description=__doc__.split("\n\n")[0])
-    top.add_argument("--stack", help="read the table names and the bus from this stack's outputs")
+    top.add_argument(
+        "--stack", help="read the table names and the bus from this stack's outputs; `local`: the running `make run`"
+    )
+    top.add_argument("--local-api", default=LOCAL_API, help="with --stack local: the local stack's API (API_PORT)")
     top.add_argument("--users-table", default=setting("users_table"))
     top.add_argument("--notifications-table", default=setting("notifications_table"))
     top.add_argument("--bus", default=setting("event_bus_name"))
@@ -279,25 +355,22 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
-    import boto3
-
     arguments = parser().parse_args(argv)
-    users, notifications, bus = arguments.users_table, arguments.notifications_table, arguments.bus
-    if arguments.stack:
-        outputs = _stack_outputs(boto3.client("cloudformation"), arguments.stack)
-        users = outputs.get("UsersTableName", users)
-        notifications = outputs.get("NotificationsTableName", notifications)
-        bus = outputs.get("EventBusName", bus)
-    if arguments.command not in ("check", "redrive") and not users:
+    try:
+        target = resolve(arguments)
+    except Exception as error:  # no stack answered, or none of that name: say so, never a traceback
+        print(f"cannot read the stack {arguments.stack!r}: {error}", file=sys.stderr)
+        return 2
+    if arguments.command not in ("check", "redrive") and not target.users:
         print("no users table: --stack, --users-table or USERS_TABLE", file=sys.stderr)
         return 2
     admin = Admin(
-        boto3.client("dynamodb"),
-        users or "",
-        notifications or "",
-        events=boto3.client("events"),
-        sqs=boto3.client("sqs"),
-        bus=bus,
+        target.client("dynamodb"),
+        target.users or "",
+        target.notifications or "",
+        events=target.client("events"),
+        sqs=target.client("sqs"),
+        bus=target.bus,
         out=out,
     )
     if arguments.command == "show":
@@ -307,8 +380,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
     if arguments.command == "stuck":
         return admin.stuck(arguments.days, arguments.status)
     if arguments.command == "redrive":
+        to_queue = target.queue_url(arguments.to_queue) if arguments.to_queue else None
         return admin.redrive(
-            arguments.queue_url, to_queue=arguments.to_queue, to_bus=arguments.to_bus, limit=arguments.max
+            target.queue_url(arguments.queue_url), to_queue=to_queue, to_bus=arguments.to_bus, limit=arguments.max
         )
     if arguments.command == "reapply":
         return admin.reapply(arguments.notify_no)

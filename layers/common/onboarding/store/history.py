@@ -101,7 +101,7 @@ class History(Tables):
                 "update_item",
                 TableName=self.notifications_table,
                 Key=dynamo.item({NOTIFICATIONS_KEY: notify_no}),
-                UpdateExpression=f"SET erased_at = :now REMOVE {', '.join(names)}",
+                UpdateExpression=f"SET erased_at = if_not_exists(erased_at, :now) REMOVE {', '.join(names)}",
                 ConditionExpression="attribute_exists(notify_no)",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=dynamo.values({":now": iso_utc(now)}),

@@ -71,7 +71,9 @@ class Users(Tables):
                 "update_item",
                 TableName=self.users_table,
                 Key=user_key(third_party_user_id),
-                UpdateExpression=f"SET erased_at = :now REMOVE {', '.join([*names, *SCHEDULE_ATTRIBUTES])}",
+                UpdateExpression=(
+                    f"SET erased_at = if_not_exists(erased_at, :now) REMOVE {', '.join([*names, *SCHEDULE_ATTRIBUTES])}"
+                ),
                 ConditionExpression="attribute_exists(third_party_user_id)",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=dynamo.values({":now": iso_utc(now)}),
@@ -212,7 +214,10 @@ class Users(Tables):
                 "update_item",
                 TableName=self.users_table,
                 Key=user_key(third_party_user_id),
-                UpdateExpression="SET id_card = :card, open_requested = :true, updated_at = :now",
+                UpdateExpression=(
+                    "SET id_card = :card, open_requested = :true, updated_at = :now, "
+                    "open_requested_at = if_not_exists(open_requested_at, :now)"  # the funnel's form time
+                ),
                 ConditionExpression=(
                     "attribute_exists(third_party_user_id) AND registration = :done AND ("
                     "attribute_not_exists(id_card) OR id_card = :card "
