@@ -54,8 +54,11 @@ checkov: $(CHECKOV_STAMP) ## checkov over template.yaml: 0 failed checks (accept
 typecheck: $(STAMP) ## mypy (strict) on the layer and the bench (its in-memory store implements the Store protocol)
 	$(VENV)/bin/mypy layers/common/htouhui layers/common/onboarding bench
 
-cfn-lint: $(STAMP) ## lint the SAM template
-	$(VENV)/bin/cfn-lint template.yaml
+# The regions the template is linted for: the default one and the two AWS China regions (docs/china.md).
+LINT_REGIONS ?= us-east-1 cn-north-1 cn-northwest-1
+
+cfn-lint: $(STAMP) ## lint the SAM template for us-east-1 and the AWS China regions
+	$(VENV)/bin/cfn-lint --regions $(LINT_REGIONS) -- template.yaml
 
 pytest: $(STAMP) ## the test suite (unit, integration, e2e)
 	$(PY) -m pytest
@@ -88,12 +91,15 @@ openapi: $(STAMP) ## regenerate openapi.json (the merchant routes) from the hand
 	$(PY) scripts/gen-openapi
 
 # SAM without Docker: the virtualenv's python3.13 (the Lambda runtime) first on PATH; no telemetry.
-SAM := SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CURDIR)/$(VENV)/bin/sam
+# PIP_INDEX_URL / PIP_TRUSTED_HOST: a PyPI mirror for builders inside China, passed to sam build's pip (docs/china.md).
+PIP_MIRROR := $(if $(PIP_INDEX_URL),PIP_INDEX_URL="$(PIP_INDEX_URL)") $(if $(PIP_TRUSTED_HOST),PIP_TRUSTED_HOST="$(PIP_TRUSTED_HOST)")
+SAM := SAM_CLI_TELEMETRY=0 $(PIP_MIRROR) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CURDIR)/$(VENV)/bin/sam
 BUILD_DIR ?= .aws-sam/build
 
-validate: $(STAMP) ## cfn-lint and sam validate --lint on template.yaml
-	$(VENV)/bin/cfn-lint template.yaml
-	$(SAM) validate --lint --template template.yaml
+validate: $(STAMP) ## cfn-lint (LINT_REGIONS) and sam validate --lint on template.yaml, in us-east-1 and cn-north-1
+	$(VENV)/bin/cfn-lint --regions $(LINT_REGIONS) -- template.yaml
+	$(SAM) validate --lint --template template.yaml --region us-east-1
+	$(SAM) validate --lint --template template.yaml --region cn-north-1
 
 bench: $(STAMP) ## benchmarks against their floors: prints a table, writes bench/results.json (about 4 min on 2 cores)
 	$(PY) -m bench
@@ -106,7 +112,7 @@ build: $(STAMP) ## sam build for arm64 without a container (python3.13 from the 
 	$(PY) -m compileall -q -j 0 --invalidation-mode unchecked-hash $(BUILD_DIR)
 
 deploy: $(STAMP) ## sam build, then sam deploy --config-env ENV (make deploy ENV=uat|stage|prod)
-	@case "$(ENV)" in uat|stage|prod) ;; *) echo "ENV must be uat, stage or prod, got '$(ENV)'" >&2; exit 2;; esac
+	@case "$(ENV)" in uat|stage|prod|cn) ;; *) echo "ENV must be uat, stage, prod or cn, got '$(ENV)'" >&2; exit 2;; esac
 	$(MAKE) --no-print-directory build ENV=$(ENV)
 	$(SAM) deploy --config-env $(ENV) --template-file $(BUILD_DIR)/template.yaml
 

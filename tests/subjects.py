@@ -54,6 +54,7 @@ SUBJECTS: dict[str, frozenset[str]] = {
             "test_alarm_metrics",
             "test_alarm_resources",
             "test_alarms",
+            "test_china",
             "test_cold_start",
             "test_custom_domain",
             "test_dashboard",
@@ -101,8 +102,10 @@ SUBJECTS: dict[str, frozenset[str]] = {
         {
             "test_docs",
             "test_docs_names",
+            "test_entry_points",
             "test_makefile_help",
             "test_openapi_fresh",
+            "test_readme_layout",
             "test_runbook",
             "test_spec_copies",
             "test_test_layout",

@@ -22,7 +22,7 @@ from stack.template import Resolver
 
 TEMPLATE = ROOT / "template.yaml"
 PARTNER_ID = "P2026000001"
-ENVIRONMENTS = ("uat", "stage", "prod")
+ENVIRONMENTS = ("uat", "stage", "prod", "cn")
 MANAGED_POLICIES = {
     "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "AWSLambdaDynamoDBExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole",

@@ -50,14 +50,21 @@ def test_a_stream_record_as_lambda_delivers_it() -> None:
 
 def test_the_templates_stream_filter() -> None:
     (source,) = load(ROOT / "template.yaml").streams
-    (pattern,) = source.filters
+    assert len(source.filters) == 3  # a status, and the funnel's registration and form (metrics only)
 
     def passes(record: dict[str, Any]) -> bool:
-        return patterns.matches(pattern, aws.stream_record(record, ARN))
+        return any(patterns.matches(pattern, aws.stream_record(record, ARN)) for pattern in source.filters)
+
+    def with_image(record: dict[str, Any], **attributes: Any) -> dict[str, Any]:
+        record["dynamodb"]["NewImage"].update(attributes)
+        return record
 
     assert passes(raw_record("1", "MODIFY", "2"))
     assert passes(raw_record("1", "INSERT", "0"))
-    assert not passes(raw_record("1", "MODIFY", None))  # registered, no status yet: nothing to publish
+    assert not passes(raw_record("1", "MODIFY", None))  # a registration lease, no status yet: nothing to count
+    assert not passes(with_image(raw_record("1", "INSERT", None), registration={"S": "CLAIMED"}))
+    assert passes(with_image(raw_record("1", "MODIFY", None), registration={"S": "DONE"}))
+    assert passes(with_image(raw_record("1", "MODIFY", None), open_requested={"BOOL": True}))
     assert not passes(raw_record("1", "REMOVE", "3"))
 
 

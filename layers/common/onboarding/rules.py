@@ -1,7 +1,7 @@
 """The business rules of onboarding a user with Htouhui, once, for every function: three rooms over one core.
 
-    onboarding = Onboarding(policy, keys, store, client_factory, *, clock=...)
-                 # or Onboarding.configured(settings, store, client_factory)
+    onboarding = Onboarding.configured(settings, store, client_factory, *, clock=...)
+                 # or Onboarding(Core(policy, keys, store, client_factory, clock=...))
     onboarding.registration   registration.Registration: register, open_account, view, refresh
                               (the register, open_account and query_user functions)
     onboarding.inbound        inbound.Inbound: accept_notification, reapply_notification, accept_return
@@ -26,7 +26,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from onboarding.config import Settings
-from onboarding.core import Core, HtouhuiGateway, KeySource, Policy, utc_now
+from onboarding.core import Core, HtouhuiGateway, Policy, utc_now
 from onboarding.store import Store
 
 if TYPE_CHECKING:
@@ -36,16 +36,8 @@ if TYPE_CHECKING:
 
 
 class Onboarding:
-    def __init__(
-        self,
-        policy: Policy,
-        keys: KeySource,
-        store: Store,
-        client_factory: Callable[[], HtouhuiGateway],
-        *,
-        clock: Callable[[], datetime] = utc_now,
-    ) -> None:
-        self.core = Core(policy, keys, store, client_factory, clock=clock)
+    def __init__(self, core: Core) -> None:
+        self.core = core
 
     @classmethod
     def configured(
@@ -57,7 +49,7 @@ class Onboarding:
         clock: Callable[[], datetime] = utc_now,
     ) -> Onboarding:
         """The rules with this configuration's policy and keys."""
-        return cls(Policy.of(settings), settings, store, client_factory, clock=clock)
+        return cls(Core(Policy.of(settings), settings, store, client_factory, clock=clock))
 
     @property
     def store(self) -> Store:

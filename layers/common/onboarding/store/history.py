@@ -95,20 +95,7 @@ class History(Tables):
 
     def erase_history_record(self, notify_no: str, personal: Sequence[str], now: datetime) -> bool:
         """Remove `personal` attributes from one history record and stamp `erased_at`; False when it is gone."""
-        names = {f"#h{index}": name for index, name in enumerate(personal)}
-        try:
-            self._call(
-                "update_item",
-                TableName=self.notifications_table,
-                Key=dynamo.item({NOTIFICATIONS_KEY: notify_no}),
-                UpdateExpression=f"SET erased_at = if_not_exists(erased_at, :now) REMOVE {', '.join(names)}",
-                ConditionExpression="attribute_exists(notify_no)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=dynamo.values({":now": iso_utc(now)}),
-            )
-        except ConditionFailed:
-            return False
-        return True
+        return self._erase(self.notifications_table, dynamo.item({NOTIFICATIONS_KEY: notify_no}), personal, now)
 
     def notification(self, notify_no: str) -> dict[str, Any] | None:
         """One history record as plain values, or None."""

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from onboarding import dynamo
 from onboarding.errors import StoreUnavailable
+from onboarding.store.records import iso_utc
 
 TRANSACTION_ATTEMPTS: Final = 8
 CONFLICT_CODES: Final = frozenset({"TransactionConflict", "TransactionConflictException"})
@@ -90,6 +92,24 @@ class Tables:
         except BotoCoreError as exc:
             raise StoreUnavailable(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
         return answer
+
+    def _erase(self, table: str, key: dict[str, Any], remove: Sequence[str], now: datetime) -> bool:
+        """Remove attributes from an existing item and stamp its first `erased_at`; False when there is no item."""
+        names = {f"#e{index}": name for index, name in enumerate(remove)}
+        (key_name,) = key
+        try:
+            self._call(
+                "update_item",
+                TableName=table,
+                Key=key,
+                UpdateExpression=f"SET erased_at = if_not_exists(erased_at, :now) REMOVE {', '.join(names)}",
+                ConditionExpression="attribute_exists(#key)",
+                ExpressionAttributeNames={**names, "#key": key_name},
+                ExpressionAttributeValues=dynamo.values({":now": iso_utc(now)}),
+            )
+        except ConditionFailed:
+            return False
+        return True
 
     def _pages(self, operation: str, request: Mapping[str, Any]) -> Any:
         """Every page of a Query or Scan, each through `_call` (its failures translated)."""

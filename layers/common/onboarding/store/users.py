@@ -49,38 +49,24 @@ class Users(Tables):
     # --- reading ------------------------------------------------------------------------------------
 
     def get(self, third_party_user_id: str) -> UserRecord | None:
-        answer = self._call(
-            "get_item", TableName=self.users_table, Key=user_key(third_party_user_id), ConsistentRead=True
-        )
-        stored = answer.get("Item")
+        stored = self._item(third_party_user_id)
         return UserRecord.from_item(stored) if stored else None
 
     def stored(self, third_party_user_id: str) -> dict[str, Any] | None:
         """The user's item as plain values, every attribute (the operator's and the user's own copy)."""
+        stored = self._item(third_party_user_id)
+        return dynamo.plain(stored) if stored else None
+
+    def _item(self, third_party_user_id: str) -> Mapping[str, Any] | None:
         answer = self._call(
             "get_item", TableName=self.users_table, Key=user_key(third_party_user_id), ConsistentRead=True
         )
-        stored = answer.get("Item")
-        return dynamo.plain(stored) if stored else None
+        stored: Mapping[str, Any] | None = answer.get("Item")
+        return stored
 
     def erase_personal(self, third_party_user_id: str, personal: Sequence[str], now: datetime) -> bool:
         """Remove `personal` attributes and the schedule from the user item, stamp `erased_at`; False: no user."""
-        names = {f"#p{index}": name for index, name in enumerate(personal)}
-        try:
-            self._call(
-                "update_item",
-                TableName=self.users_table,
-                Key=user_key(third_party_user_id),
-                UpdateExpression=(
-                    f"SET erased_at = if_not_exists(erased_at, :now) REMOVE {', '.join([*names, *SCHEDULE_ATTRIBUTES])}"
-                ),
-                ConditionExpression="attribute_exists(third_party_user_id)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=dynamo.values({":now": iso_utc(now)}),
-            )
-        except ConditionFailed:
-            return False
-        return True
+        return self._erase(self.users_table, user_key(third_party_user_id), [*personal, *SCHEDULE_ATTRIBUTES], now)
 
     def stalled_pages(
         self, updated_before: str, *, status: str | None = None, page_size: int = 500
