@@ -5,6 +5,9 @@ leaves open is a knob of a `Profile` (§8): field names, hash, what the canonica
 format, encoding, success code, acknowledgement. The client, the models, the notify handler, the page
 builder and the sandbox take all of them from here, so a merchant whose document differs writes a
 profile file, not code. Inside the layer, messages use the default profile's names (`internal`).
+
+One module over the ~500-line guide on purpose: the canonical string, the profile that shapes it and the
+signature over it are read together when a vector fails; split, each would send the reader to the others.
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ CLAIM_LEASE_SECONDS: Final = 30
 
 
 class Users(Tables):
+    # Over the ~250-line guide on purpose: every write of the user item is one conditional request spelled out in
+    # full (its condition is the rule), and the registration lease, the form and the status share `_explain`.
     # --- reading ------------------------------------------------------------------------------------
 
     def get(self, third_party_user_id: str) -> UserRecord | None:
