@@ -32,7 +32,7 @@ MAKE_LINE = re.compile(r"(?:^|[\s`(|;&])make ((?:admin-[a-z]+|probe)\b[^`\n|;&)]
 NOT_IN_A_TERMINAL = ("PYTHONPATH", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
 # The forms this file runs: target -> the variables each form sets (ENV and STACK only pick the stack).
 RUN_HERE: dict[str, list[frozenset[str]]] = {}
-NOT_RUN_HERE = {"admin-export"}  # written by another engineer, with its own test
+NOT_RUN_HERE: set[str] = set()
 
 
 def documented_make_commands() -> list[tuple[str, str, str]]:
@@ -299,6 +299,28 @@ def test_erase_erases_and_a_second_erase_changes_nothing(stack: StackProcess, he
     second = make(stack, "admin-erase", "USER_ID=u-erase", "CONFIRM=yes", "STACK=local")
     assert second.returncode == 0, second.stderr
     assert user_item(stack, health, "u-erase") == erased
+
+
+def test_export_writes_the_users_own_copy_and_refuses_a_stranger(
+    stack: StackProcess, health: dict[str, Any], tmp_path: Path
+) -> None:
+    id_card = onboard(stack, "u-export", "13800000010", "11010519491231010")
+    out = tmp_path / "u-export.json"
+    result = make(stack, "admin-export", "USER_ID=u-export", f"OUT={out}", "STACK=local")
+    ran("admin-export", "USER_ID", "OUT")
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_mode & 0o777 == 0o600
+    exported = json.loads(out.read_text(encoding="utf-8"))
+    assert exported["user"]["id_card"] == id_card  # the user's own copy: unmasked
+    assert exported["user"]["third_party_user_id"] == "u-export" and exported["history"] == []
+    assert id_card not in result.stdout + result.stderr  # nothing personal on the terminal
+    before = user_item(stack, health, "u-export")
+
+    stranger = make(stack, "admin-export", "USER_ID=u-nobody", "STACK=local")
+    assert stranger.returncode != 0 and "no user 'u-nobody'" in stranger.stderr
+    again = make(stack, "admin-export", "USER_ID=u-export", f"OUT={out}", "STACK=local")
+    assert again.returncode != 0 and "never overwrites" in again.stderr
+    assert user_item(stack, health, "u-export") == before  # exporting changes nothing
 
 
 def test_probe_finds_the_sandbox_profile(stack: StackProcess) -> None:
