@@ -24,6 +24,6 @@ def test_the_make_targets_the_runbook_uses_exist() -> None:
     runbook = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     used = set(re.findall(r"make (admin-[a-z]+)", runbook))
-    assert used == {"admin-show", "admin-check", "admin-stuck", "admin-redrive", "admin-reapply", "admin-erase"}
-    for target in used:
-        assert re.search(rf"^{target}: .*## ", makefile, re.MULTILINE), target
+    documented = set(re.findall(r"^(admin-[a-z]+): .*## ", makefile, re.MULTILINE))
+    assert {"admin-show", "admin-erase", "admin-export"} <= documented
+    assert used == documented, f"runbook only: {used - documented}; Makefile only: {documented - used}"
