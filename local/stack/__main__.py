@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--schedule-seconds", type=float, default=config.schedule_seconds, help="[LOCAL_SCHEDULE_SECONDS] 30"
     )
+    parser.add_argument(
+        "--iam",
+        action="store_true",
+        help="[STACK_IAM=1] require SigV4 on the AWS_IAM routes (.local/keys/iam-credentials)",
+    )
     parser.add_argument("--no-sandbox", action="store_true", help="[STACK_SANDBOX=0] do not start the sandbox")
     parser.add_argument(
         "--function-logs", choices=("file", "console"), default=config.function_logs, help="[STACK_FUNCTION_LOGS]"
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     config.partner_id, config.time_scale = args.partner_id, args.time_scale
     config.schedule_seconds = args.schedule_seconds
     config.sandbox = config.sandbox and not args.no_sandbox
+    config.iam = config.iam or args.iam
     config.function_logs = args.function_logs
     for item in args.parameter_overrides:
         name, separator, value = item.partition("=")

@@ -86,7 +86,10 @@ def build_event(
     request_id: str | None = None,
     now: datetime | None = None,
     api_id: str = "local",
+    caller: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`caller`: the SigV4-verified IAM identity (requestContext.authorizer.iam) of an AWS_IAM route; without it
+    (STACK_IAM unset) such a route presents a fixed local IAM user."""
     now = now or datetime.now(UTC)
     request_id = request_id or new_request_id()
     headers: dict[str, str] = {}
@@ -134,8 +137,11 @@ def build_event(
         "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
         "timeEpoch": int(now.timestamp() * 1000),
     }
-    if route.auth == "AWS_IAM":
-        # Locally nothing is signed: the caller is presented as a local IAM user, as API Gateway would after SigV4.
+    if route.auth == "AWS_IAM" and caller is not None:
+        context["authorizer"] = {"iam": dict(caller)}
+    elif route.auth == "AWS_IAM":
+        # Nothing verified (STACK_IAM unset): the caller is presented as a local IAM user, as API Gateway would
+        # after SigV4.
         context["authorizer"] = {
             "iam": {
                 "accessKey": "ASIALOCALSTACKCALLER",
@@ -234,6 +240,12 @@ def service_unavailable() -> HttpResponse:
     return _fixed(SERVICE_UNAVAILABLE)
 
 
+def forbidden(message: str, error_type: str) -> HttpResponse:
+    """API Gateway's refusal of an IAM-authorized route: 403 `{"message": ...}` and its `x-amzn-ErrorType`."""
+    body = json.dumps({"message": message}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return HttpResponse(403, [("content-type", "application/json"), ("x-amzn-errortype", error_type)], body)
+
+
 Answer = Callable[[HttpRequest], tuple[HttpResponse, str]]  # a request -> the response and a note for the log
 
 
@@ -303,6 +315,13 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self.server.log(f"{self.command} {request.raw_path} -> {response.status} in {elapsed} ms ({note})")
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (`TRACE`, `QUERY`, ...) reaches the router too, which answers what API Gateway does
+        (`404 {"message":"Not Found"}` where no route declares it) instead of the stdlib's 501 page."""
+        if name.startswith("do_") and name[3:]:
+            return self._handle
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: one line per request goes to `log`."""

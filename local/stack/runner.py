@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl
 
-from stack import apigw, aws, sqs
+from stack import apigw, aws, sigv4, sqs
 from stack.lambdas import FunctionPool, InvocationFailure, lambda_environment
 from stack.template import ACCOUNT_ID, REGION, Template, load, match
 
@@ -64,6 +64,8 @@ class StackConfig:
     sandbox: bool = True
     function_logs: str = "file"  # "file" (.local/logs/<Function>.log) or "console"
     max_concurrency: int = 4
+    iam: bool = False  # STACK_IAM: SigV4 required on the template's AWS_IAM routes, as API Gateway requires it
+    region: str = REGION  # AWS_REGION: the region a signature's scope must name
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     env_vars: dict[str, dict[str, str]] = field(default_factory=dict)  # sam's --env-vars shape
 
@@ -88,6 +90,8 @@ class StackConfig:
         config.sandbox = env.get("STACK_SANDBOX", "1").strip().lower() not in ("0", "false", "no", "off")
         config.function_logs = env.get("STACK_FUNCTION_LOGS") or config.function_logs
         config.max_concurrency = _env_int(env, "STACK_MAX_CONCURRENCY", config.max_concurrency)
+        config.iam = env.get("STACK_IAM", "").strip().lower() in ("1", "true", "yes", "on")
+        config.region = env.get("AWS_REGION", "").strip() or config.region
         return config
 
 
@@ -198,6 +202,8 @@ class Stack:
         self.moto: Any = None
         self.sandbox: subprocess.Popen[bytes] | None = None
         self.http: apigw.ApiServer | None = None
+        self.verifier: sigv4.Verifier | None = None  # STACK_IAM: checks SigV4 on the AWS_IAM routes
+        self.iam_credentials: tuple[Path, bool] | None = None  # the credentials file, and whether made now
         self.dynamodb_url = ""
         self.sandbox_url = ""
         self.api_url = ""
@@ -215,6 +221,10 @@ class Stack:
         api, dynamodb, sandbox = self.check_ports()
         with self.spawning():  # a half-written key would break every later start
             created = ensure_keys(config.keys_dir)
+            if config.iam:
+                path, credentials, made = sigv4.ensure_credentials(config.keys_dir)
+                self.verifier = sigv4.Verifier(credentials, region=config.region, account_id=ACCOUNT_ID)
+                self.iam_credentials = (path, made)
         api_port = api.port or free_port(config.host)
         dynamodb_port = dynamodb.port or free_port(config.host)
         sandbox_port = sandbox.port or free_port(config.host)
@@ -443,7 +453,15 @@ class Stack:
         config = self.config
         relative = _relative
         lines = [f"local stack from {relative(self.template.path)}"]
-        lines.append(f"  API       {self.api_url}  ({len(self.template.routes)} routes; IAM auth not enforced locally)")
+        if self.iam_credentials is not None:
+            path, made = self.iam_credentials
+            iam = (
+                f"SigV4 required on AWS_IAM routes: service execute-api, region {config.region}, profile "
+                f"{sigv4.PROFILE} in {relative(path)}" + (" (created now)" if made else "")
+            )
+        else:
+            iam = "IAM auth not enforced locally: STACK_IAM=1 requires SigV4"
+        lines.append(f"  API       {self.api_url}  ({len(self.template.routes)} routes; {iam})")
         for route in self.template.routes:
             function = self.template.functions[route.function]
             lines.append(
@@ -558,7 +576,16 @@ class Stack:
             return apigw.not_found(), "no route"
         route, parameters = found
         request_id = apigw.new_request_id()
-        event = apigw.build_event(request, route, parameters, request_id=request_id)
+        caller: dict[str, Any] | None = None
+        if self.verifier is not None and route.auth == "AWS_IAM":
+            try:
+                verified = self.verifier.verify(request.method, request.target, request.headers, request.body)
+            except sigv4.Refusal as refusal:
+                response = apigw.forbidden(refusal.message, refusal.error_type)
+                response.headers.append(("apigw-requestid", request_id))
+                return response, f"{route.function} not called: {refusal.error_type}"
+            caller = verified.as_iam()
+        event = apigw.build_event(request, route, parameters, request_id=request_id, caller=caller)
         pool = self.pools[route.function]
         cold = pool.cold_starts
         try:
