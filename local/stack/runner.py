@@ -558,6 +558,14 @@ class Stack:
                 "default",
             ),
             "region": REGION,
+            "iam": None
+            if self.iam_credentials is None
+            else {
+                "service": "execute-api",
+                "region": self.config.region,
+                "profile": sigv4.PROFILE,
+                "credentials_file": str(self.iam_credentials[0]),
+            },
             "functions": {
                 logical: {"invocations": pool.invocations, "errors": pool.errors, "cold_starts": pool.cold_starts}
                 for logical, pool in sorted(self.pools.items())

@@ -24,6 +24,8 @@ SHELLS = {"sh", "bash"}
 NOT_RUNNABLE = "no-run"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 DEFAULT_PORTS = {"API_PORT": 3000, "DYNAMODB_PORT": 5000, "SANDBOX_PORT": 3100}
+# A document whose blocks need `STACK_IAM=1 make run` says so with this line (the others get a plain `make run`).
+IAM_MARK = "<!-- docs test: STACK_IAM=1 make run -->"
 # What a terminal in a fresh clone does not have: the test run's own settings (make's PYTHONPATH, its jobserver).
 NOT_IN_A_TERMINAL = {"PYTHONPATH", "MAKEFLAGS", "MAKELEVEL", "MFLAGS", *DEFAULT_PORTS, "HTOUHUI_KEYS_DIR"}
 
@@ -66,30 +68,59 @@ def test_every_shell_block_is_marked_runnable_or_not() -> None:
     assert sum(not block.runnable for block in blocks) >= 8, "the parse lost the no-run blocks"
 
 
+def needs_iam(path: Path) -> bool:
+    return IAM_MARK in path.read_text(encoding="utf-8")
+
+
+class DocStacks:
+    """`make run` as the docs assume it: the default ports and keys (.local/keys), the default time scale; with
+    `STACK_IAM=1` for the documents marked so (one stack at a time: they share the ports; restarted on a
+    change, and the marked documents run last)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.process: StackProcess | None = None
+        self.iam: bool | None = None
+
+    def get(self, iam: bool) -> StackProcess:
+        if self.process is not None and self.iam == iam:
+            return self.process
+        self.close()
+        process = StackProcess(
+            self.folder / ("iam" if iam else "plain"),
+            **{name: str(port) for name, port in DEFAULT_PORTS.items()},
+            HTOUHUI_KEYS_DIR=str(ROOT / ".local" / "keys"),
+            SANDBOX_TIME_SCALE="1",
+            STACK_IAM="1" if iam else "",
+        )
+        process.api_port, process.dynamodb_port, process.sandbox_port = DEFAULT_PORTS.values()
+        process.url = "http://127.0.0.1:3000"
+        process.dynamodb_url, process.sandbox_url = "http://127.0.0.1:5000", "http://127.0.0.1:3100"
+        self.process, self.iam = process, iam
+        process.wait_ready()
+        return process
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
 @pytest.fixture(scope="module")
-def fresh_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    """`make run` as the docs assume it: the default ports and keys (.local/keys), the default time scale."""
+def doc_stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocStacks]:
     busy = [f"{name} {port}" for name, port in DEFAULT_PORTS.items() if not port_is_free(port)]
     if busy:
         reason = f"the docs' default ports are in use here ({', '.join(busy)}): their commands name those ports"
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
-    folder = tmp_path_factory.mktemp("docs")
-    process = StackProcess(
-        folder,
-        **{name: str(port) for name, port in DEFAULT_PORTS.items()},
-        HTOUHUI_KEYS_DIR=str(ROOT / ".local" / "keys"),
-        SANDBOX_TIME_SCALE="1",
-    )
-    process.api_port, process.dynamodb_port, process.sandbox_port = DEFAULT_PORTS.values()
-    process.url = "http://127.0.0.1:3000"
-    process.dynamodb_url, process.sandbox_url = "http://127.0.0.1:5000", "http://127.0.0.1:3100"
+    stacks = DocStacks(tmp_path_factory.mktemp("docs"))
+    for name in ("iam", "plain"):
+        (stacks.folder / name).mkdir()
     try:
-        process.wait_ready()
-        yield process
+        yield stacks
     finally:
-        process.stop()
+        stacks.close()
 
 
 def terminal_environment() -> dict[str, str]:
@@ -99,11 +130,12 @@ def terminal_environment() -> dict[str, str]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "path",
-    [path for path in checked_docs() if any(block.runnable for block in shell_blocks(path))],
+    sorted((path for path in checked_docs() if any(block.runnable for block in shell_blocks(path))), key=needs_iam),
     ids=lambda path: str(path.relative_to(ROOT)),
 )
-def test_the_runnable_blocks_work_verbatim(fresh_stack: StackProcess, path: Path) -> None:
+def test_the_runnable_blocks_work_verbatim(doc_stacks: DocStacks, path: Path) -> None:
     """Each document's blocks in order, from a stack that forgot everything (`make reset`)."""
+    fresh_stack = doc_stacks.get(needs_iam(path))
     assert httpx.post(f"{fresh_stack.url}/_local/reset", timeout=30).status_code == 200
     for block in shell_blocks(path):
         if not block.runnable:
@@ -120,3 +152,14 @@ def test_the_runnable_blocks_work_verbatim(fresh_stack: StackProcess, path: Path
             f"{block} exited {result.returncode}\n--- block\n{block.text}--- stdout\n{result.stdout[-3000:]}"
             f"\n--- stderr\n{result.stderr[-3000:]}"
         )
+
+
+def test_the_signed_tour_in_the_readme_is_the_one_the_docs_test_runs() -> None:
+    """README's signed variant is ```sh no-run (README's stack is a plain `make run`): docs/integrate.md, which
+    the test runs against `STACK_IAM=1 make run`, holds the same block verbatim."""
+    signed = [block.text for block in shell_blocks(ROOT / "README.md") if "--aws-sigv4" in block.text]
+    assert signed, "README shows a signed variant of the curl tour"
+    integrate = ROOT / "docs" / "integrate.md"
+    assert needs_iam(integrate)
+    runnable = [block.text for block in shell_blocks(integrate) if block.runnable]
+    assert all(text in runnable for text in signed)

@@ -29,6 +29,7 @@ EXTERNAL = {
     "AWS_ENDPOINT_URL_DYNAMODB_STREAMS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
     "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_FUNCTION_NAME", "SAM_CLI_TELEMETRY", "PYTHONPATH",
     "NEW_AND_OLD_IMAGES", "KEYS_ONLY", "PAY_PER_REQUEST", "TRIM_HORIZON", "AWS_IAM", "CI",
+    "SigV4Auth",  # botocore's signer
     # CloudFormation, Lambda and API Gateway vocabulary
     "DeletionPolicy", "UpdateReplacePolicy", "MaximumConcurrency", "ReportBatchItemFailures", "OnDemandThroughput",
     "IteratorAge", "ApproximateNumberOfMessages", "ApproximateAgeOfOldestMessage", "ReadThrottleEvents",
