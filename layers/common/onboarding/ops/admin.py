@@ -33,6 +33,7 @@ from onboarding.config import setting
 from onboarding.observability import mask_field
 from onboarding.ops.erasure import erase_user
 from onboarding.reconcile import CHECK_USER_STATUS
+from onboarding.rights import export_document, export_text
 from onboarding.store import UserStore, iso_utc
 
 ADMIN_SOURCE: Final = "htouhui.admin"
@@ -239,17 +240,11 @@ class Admin:
 
     def export(self, third_party_user_id: str, out_file: str | None = None) -> int:
         """The user's personal data as stored, and its notification history, unmasked: the user's own copy."""
-        user = self.user(third_party_user_id)
-        if user is None:
+        document = export_document(self.store, third_party_user_id, self.clock())
+        if document is None:
             print(f"no user {third_party_user_id!r} in {self.users_table}: nothing exported", file=sys.stderr)
             return 1
-        document = {
-            "third_party_user_id": third_party_user_id,
-            "exported_at": iso_utc(self.clock()),
-            "user": user,
-            "history": self.history(third_party_user_id),
-        }
-        text = json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
+        text = export_text(document)
         if out_file is None:
             self.out.write(text)
             return 0
