@@ -163,3 +163,18 @@ def test_a_failing_bucket_fails_the_invocation_and_publishes_nothing(
     with pytest.raises(Exception, match=r"NoSuchBucket|Not Found|404"):
         stack.invoke("data_rights", load_event("data_rights_export.json"))
     assert dump(stack) == before and outcomes.received() == []  # Lambda retries; AsyncFailureQueue after that
+
+
+def test_status_3_keeps_the_id_card_and_the_bank_card_as_docs_privacy_decides(
+    stack: Stack, htouhui_private_key: protocol.PrivateKey, onboarded: None
+) -> None:
+    """docs/privacy.md: both stay until erasure, because API.md's `?refresh=true` asks Htouhui at any status and
+    the query interface needs the id_card; the view shows both masked."""
+    completed = stack.signed_notification(htouhui_private_key, USER, 3, bank_card_number=CARD)
+    assert stack.notify(completed)["statusCode"] == 200
+    item = stack.user_item(USER)
+    assert int(item["status"]["N"]) == 3 and item["id_card"]["S"] == ID_CARD and item["bank_card_number"]["S"] == CARD
+    asked = len(stack.calls)
+    view = json.loads(stack.query(USER, refresh=True)["body"])
+    assert len(stack.calls) > asked  # the refresh did ask Htouhui, with the kept id_card
+    assert view["status"] == 3 and view["id_card"] != ID_CARD and view["bank_card_number"] == "****" + CARD[-4:]
