@@ -5,15 +5,13 @@ through a rule with an SQS target, as a merchant's customer-service system would
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 from helpers import valid_id_card
-from stack_process import StackProcess, running_stack
+from stack_process import BusConsumer, StackProcess, running_stack, stack_aws
 
 pytestmark = pytest.mark.slow
 
@@ -30,47 +28,29 @@ def health(stack: StackProcess) -> dict[str, Any]:
 
 
 def aws(stack: StackProcess, service: str) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=stack.dynamodb_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return stack_aws(stack, service)
 
 
-class Desk:
+class Desk(BusConsumer):
     """The merchant's customer-service system: puts requests on the bus, reads outcomes from its own queue."""
 
     def __init__(self, stack: StackProcess, bus: str) -> None:
-        self.events, self.sqs, self.bus = aws(stack, "events"), aws(stack, "sqs"), bus
-        self.queue = self.sqs.create_queue(QueueName="customer-service-outcomes")["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         pattern = {"source": ["htouhui.onboarding"], "detail-type": ["DataRightsOutcome"]}
-        self.events.put_rule(Name="customer-service-outcomes", EventBusName=bus, EventPattern=json.dumps(pattern))
-        self.events.put_targets(Rule="customer-service-outcomes", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+        super().__init__(stack, bus, "customer-service-outcomes", pattern)
 
     def ask(self, request: str, user: str, request_id: str) -> dict[str, Any]:
         detail = {"third_party_user_id": user, "request_id": request_id}
-        answer = self.events.put_events(
-            Entries=[
-                {
-                    "Source": "merchant.customer-service",
-                    "DetailType": request,
-                    "Detail": json.dumps(detail),
-                    "EventBusName": self.bus,
-                }
-            ]
-        )
+        entry = {"Source": "merchant.customer-service", "DetailType": request, "Detail": json.dumps(detail)}
+        answer = self.events.put_events(Entries=[{**entry, "EventBusName": self.bus}])
         assert not answer.get("FailedEntryCount"), answer
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for message in self.sqs.receive_message(QueueUrl=self.queue, WaitTimeSeconds=1).get("Messages", []):
-                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
-                event = json.loads(message["Body"])
-                if event["detail"].get("request_id") == request_id:
-                    return dict(event["detail"])
-        raise AssertionError(f"no DataRightsOutcome for {request_id}")
+
+        def answered(events: list[dict[str, Any]]) -> bool:
+            return any(event["detail"].get("request_id") == request_id for event in events)
+
+        events = self.receive(answered)
+        found = [event["detail"] for event in events if event["detail"].get("request_id") == request_id]
+        assert found, f"no DataRightsOutcome for {request_id}"
+        return dict(found[0])
 
 
 @pytest.fixture(scope="module")

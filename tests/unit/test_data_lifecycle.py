@@ -128,3 +128,23 @@ def test_data_rights_rule_takes_any_source_but_the_stacks_own_or_only_the_listed
     }
     listed = pattern({"DataRightsSources": "merchant.customer-service"})
     assert listed == {"detail-type": ["ExportUser", "EraseUser"], "source": ["merchant.customer-service"]}
+
+
+def test_status_events_reach_a_consumer_bus_and_an_archive_only_when_asked() -> None:
+    resources, _ = deployed({})
+    assert not {"StatusEventsForwardRule", "StatusEventsForwardRole", "StatusEventsArchive"} & set(resources)
+    consumer = "arn:aws-cn:events:cn-north-1:210987654321:event-bus/merchant-onboarding"
+    resources, resolver = deployed({"ConsumerBusArn": consumer, "StatusEventsArchiveDays": "30"})
+    rule = resources["StatusEventsForwardRule"]["Properties"]
+    assert rule["EventPattern"] == {"source": ["htouhui.onboarding"], "detail-type": ["UserStatusChanged"]}
+    (target,) = rule["Targets"]
+    assert resolver.resolve(target["Arn"]) == consumer
+    (policy,) = resources["StatusEventsForwardRole"]["Properties"]["Policies"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "events:PutEvents" and resolver.resolve(statement["Resource"]) == consumer
+    archive = resources["StatusEventsArchive"]["Properties"]
+    assert archive["EventPattern"] == {"source": ["htouhui.onboarding"]}
+    assert str(resolver.resolve(archive["RetentionDays"])) == "30"
+    pattern = load_template()["Parameters"]["ConsumerBusArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, consumer) and re.fullmatch(pattern, "")
+    assert not re.fullmatch(pattern, "arn:aws:sqs:us-east-1:123456789012:queue")
