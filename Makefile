@@ -136,7 +136,7 @@ clean: ## remove build output and caches (keeps the virtualenv)
 # USER_ID, not USER: make would take the login name from the environment.
 ADMIN := $(PY) -m onboarding.ops.admin --stack $(or $(STACK),htouhui-onboarding-$(ENV)) $(if $(filter local,$(STACK)),--local-api http://127.0.0.1:$(or $(API_PORT),3000))
 
-.PHONY: admin-show admin-check admin-stuck admin-redrive admin-reapply admin-export admin-erase
+.PHONY: admin-show admin-check admin-stuck admin-redrive admin-reapply admin-republish admin-export admin-erase
 admin-show: $(STAMP) ## a user and its history, masked: make admin-show USER_ID=u-0001 [ENV=prod]
 	$(ADMIN) show $(USER_ID)
 admin-check: $(STAMP) ## force a check of one user (CheckUserStatus on the bus): make admin-check USER_ID=u-0001
@@ -147,6 +147,8 @@ admin-redrive: $(STAMP) ## dead letters back: make admin-redrive QUEUE=url|Logic
 	$(ADMIN) redrive $(QUEUE) $(if $(TO_QUEUE),--to-queue $(TO_QUEUE),--to-bus $(or $(TO_BUS),default))
 admin-reapply: $(STAMP) ## verify a stored notification again and apply it: make admin-reapply NOTIFY_NO=N...
 	$(ADMIN) reapply $(NOTIFY_NO)
+admin-republish: $(STAMP) ## UserStatusChanged again from the table, same event_ids: make admin-republish USER_ID=u-0001 | SINCE=2026-12-01T00:00:00Z
+	$(ADMIN) republish $(if $(SINCE),--since $(SINCE),$(USER_ID))
 admin-export: $(STAMP) ## the user's own copy (PIPL art. 45), unmasked JSON: make admin-export USER_ID=u-0001 [OUT=file]
 	$(ADMIN) export $(USER_ID) $(if $(OUT),--out $(OUT))
 admin-erase: $(STAMP) ## erase a user's personal data, keep a tombstone: make admin-erase USER_ID=u-0001 CONFIRM=yes

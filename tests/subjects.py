@@ -32,6 +32,8 @@ SUBJECTS: dict[str, frozenset[str]] = {
             "test_api_errors",
             "test_config",
             "test_data_lifecycle",
+            "test_data_rights",
+            "test_data_rights_events",
             "test_layer_contract",
             "test_layer_typecheck",
             "test_observability",

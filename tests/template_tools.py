@@ -18,7 +18,7 @@ from helpers import ROOT
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
-from stack.template import Resolver
+from stack.template import Resolver, parameter_value
 
 TEMPLATE = ROOT / "template.yaml"
 PARTNER_ID = "P2026000001"
@@ -61,8 +61,9 @@ def samconfig_overrides(environment: str) -> dict[str, str]:
 
 
 def parameter_values(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
-    values = {name: spec.get("Default") for name, spec in template["Parameters"].items() if "Default" in spec}
-    return {**values, "PartnerId": PARTNER_ID, **overrides}
+    given = {**{name: spec["Default"] for name, spec in template["Parameters"].items() if "Default" in spec}}
+    given.update({"PartnerId": PARTNER_ID, **overrides})
+    return {name: parameter_value(template["Parameters"].get(name, {}), value) for name, value in given.items()}
 
 
 def deployed(overrides: dict[str, str]) -> tuple[dict[str, Any], Resolver]:
@@ -98,6 +99,7 @@ FUNCTIONS = {
     "ReconcileDispatchFunction": "reconcile_dispatch",
     "ReconcileWorkerFunction": "reconcile_worker",
     "PublishStatusFunction": "publish_status",
+    "DataRightsFunction": "data_rights",
 }
 
 # API.md section 1: (method, path) -> (function, authorisation)

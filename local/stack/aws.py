@@ -206,6 +206,13 @@ def create_tables(endpoint: str, tables: dict[str, Table]) -> dict[str, dict[str
     return created
 
 
+def create_buckets(endpoint: str, buckets: dict[str, str]) -> None:
+    """Create every bucket of the template on moto's S3 (its encryption and lifecycle are AWS's to enforce)."""
+    s3 = client("s3", endpoint)
+    for name in buckets.values():
+        s3.create_bucket(Bucket=name)
+
+
 def stream_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     """A record from GetRecords as Lambda hands it to a function (epoch seconds, eventSourceARN, version 1.1)."""
     dynamodb = dict(record["dynamodb"])

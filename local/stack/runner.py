@@ -234,6 +234,7 @@ class Stack:
         table_names = {logical: table.name for logical, table in self.template.tables.items()}
         queues = sqs.create_queues(self.dynamodb_url, self.template)
         self.queue_urls = queues.refs
+        aws.create_buckets(self.dynamodb_url, self.template.buckets)
 
         def attribute(logical: str, name: str) -> Any:
             if logical in queues.by_logical:
@@ -531,6 +532,7 @@ class Stack:
             "routes": [route.route_key for route in self.template.routes],
             "tables": {logical: table.name for logical, table in self.template.tables.items()},
             "queues": dict(self.queue_urls),
+            "buckets": dict(self.template.buckets),
             "event_bus": next(
                 (
                     f.environment["EVENT_BUS_NAME"]

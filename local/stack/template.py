@@ -168,6 +168,7 @@ class Template:
     streams: list[StreamSource] = field(default_factory=list)
     rules: list[RuleSource] = field(default_factory=list)
     buses: dict[str, str] = field(default_factory=dict)  # logical id -> bus name
+    buckets: dict[str, str] = field(default_factory=dict)  # logical id -> bucket name (moto's S3)
     queues: dict[str, dict[str, Any]] = field(default_factory=dict)  # logical id -> resolved properties
     queue_sources: list[QueueSource] = field(default_factory=list)
     queue_rules: list[QueueRule] = field(default_factory=list)
@@ -292,6 +293,13 @@ class Resolver:
         return None if missing else text
 
 
+def parameter_value(spec: Mapping[str, Any], value: Any) -> Any:
+    """A parameter's value as CloudFormation hands it to intrinsics: a CommaDelimitedList is a list."""
+    if isinstance(spec, Mapping) and spec.get("Type") == "CommaDelimitedList" and isinstance(value, str):
+        return [item.strip() for item in value.split(",")]
+    return value
+
+
 def load(
     path: Path,
     *,
@@ -311,9 +319,9 @@ def load(
     parameters: dict[str, Any] = {}
     for name, spec in (raw.get("Parameters") or {}).items():
         if name in overrides:
-            parameters[name] = overrides[name]
+            parameters[name] = parameter_value(spec, overrides[name])
         elif isinstance(spec, dict) and "Default" in spec:
-            parameters[name] = spec["Default"]
+            parameters[name] = parameter_value(spec, spec["Default"])
 
     refs: dict[str, Any] = {}
     early = Resolver(raw, parameters, refs)
@@ -336,6 +344,16 @@ def load(
             buses[logical] = str(properties.get("Name") or logical)
             refs[logical] = buses[logical]
 
+    buckets: dict[str, str] = {}
+    keys: set[str] = set()
+    for logical, resource in resources.items():
+        if isinstance(resource, dict) and resource.get("Type") == "AWS::S3::Bucket":
+            properties = early.resolve(resource.get("Properties") or {})
+            buckets[logical] = str(properties.get("BucketName") or f"local-{logical.lower()}")  # S3: lower case
+            refs[logical] = buckets[logical]
+        elif isinstance(resource, dict) and resource.get("Type") == "AWS::KMS::Key":
+            keys.add(logical)
+
     def attribute(logical: str, name: str) -> Any:
         if attributes is not None:
             found = attributes(logical, name)
@@ -347,6 +365,10 @@ def load(
             return (
                 buses[logical] if name == "Name" else f"arn:aws:events:{REGION}:{ACCOUNT_ID}:event-bus/{buses[logical]}"
             )
+        if logical in buckets and name == "Arn":
+            return f"arn:aws:s3:::{buckets[logical]}"
+        if logical in keys and name == "Arn":  # moto's S3 takes a key id without checking it exists
+            return f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{logical}"
         return None
 
     resolver = Resolver(raw, parameters, refs, attribute)
@@ -357,7 +379,7 @@ def load(
         if isinstance(resource, dict) and resource.get("Type") == "AWS::Serverless::Function":
             refs[logical] = logical
 
-    template = Template(path=path, parameters=parameters, tables=tables, buses=buses)
+    template = Template(path=path, parameters=parameters, tables=tables, buses=buses, buckets=buckets)
     _read_queues(template, resources, resolver)
     globals_function: dict[str, Any] = ((raw.get("Globals") or {}).get("Function")) or {}
     globals_api: dict[str, Any] = ((raw.get("Globals") or {}).get("HttpApi")) or {}

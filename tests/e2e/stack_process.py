@@ -152,3 +152,45 @@ def run_demo(env: dict[str, str], *args: str, timeout: float = 180) -> subproces
 
 def person(user: str, mobile: str = MOBILE) -> list[str]:
     return ["--user", user, "--mobile", mobile, "--id-card", ID_CARD, "--real-name", REAL_NAME]
+
+
+# --- a merchant's consumer of the stack's bus: a rule with an SQS target, on the stack's moto ------------------
+
+
+def stack_aws(stack: StackProcess, service: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=stack.dynamodb_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+class BusConsumer:
+    """What a merchant deploys to receive our events: a rule on the bus matching `pattern`, its target a queue."""
+
+    def __init__(self, stack: StackProcess, bus: str, name: str, pattern: dict[str, Any]) -> None:
+        import json
+
+        self.events, self.sqs, self.bus = stack_aws(stack, "events"), stack_aws(stack, "sqs"), bus
+        self.queue = self.sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern))
+        self.events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+
+    def receive(self, until: Any, timeout: float = 30) -> list[dict[str, Any]]:
+        """Every event received (and deleted) until `until(events so far)` holds or the time is up."""
+        import json
+
+        received: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while not until(received) and time.monotonic() < deadline:
+            for message in self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+                "Messages", []
+            ):
+                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
+                received.append(json.loads(message["Body"]))
+        return received

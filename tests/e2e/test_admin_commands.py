@@ -22,7 +22,7 @@ import boto3
 import httpx
 import pytest
 from helpers import ROOT, valid_id_card
-from stack_process import StackProcess, running_stack
+from stack_process import BusConsumer, StackProcess, running_stack
 
 pytestmark = pytest.mark.slow
 
@@ -321,6 +321,47 @@ def test_export_writes_the_users_own_copy_and_refuses_a_stranger(
     again = make(stack, "admin-export", "USER_ID=u-export", f"OUT={out}", "STACK=local")
     assert again.returncode != 0 and "never overwrites" in again.stderr
     assert user_item(stack, health, "u-export") == before  # exporting changes nothing
+
+
+def status_validator() -> Any:
+    import jsonschema
+
+    schema = json.loads((ROOT / "events" / "schemas" / "UserStatusChanged.schema.json").read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+def test_published_events_match_the_schema_and_republish_repeats_their_ids(
+    stack: StackProcess, health: dict[str, Any]
+) -> None:
+    pattern = {"source": ["htouhui.onboarding"], "detail-type": ["UserStatusChanged"]}
+    consumer = BusConsumer(stack, health["event_bus"], "merchant-status-events", pattern)
+    validator = status_validator()
+    since = (datetime.now(UTC) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    id_card = onboard(stack, "u-events", "13800000020", "11010519491231020")
+    sandbox_status(stack, "u-events", 3, id_card)
+    assert httpx.get(f"{stack.url}/users/u-events?refresh=true", timeout=30).json()["status"] == 3
+
+    def of_user(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [event["detail"] for event in events if event["detail"]["third_party_user_id"] == "u-events"]
+
+    (published,) = of_user(consumer.receive(lambda events: of_user(events)))  # a jump from none to 3: one event
+    validator.validate(published)
+    assert (published["old_status"], published["new_status"], published["version"]) == (None, 3, 1)
+
+    result = make(stack, "admin-republish", "USER_ID=u-events", "STACK=local")
+    ran("admin-republish", "USER_ID")
+    assert result.returncode == 0, result.stderr
+    (again,) = of_user(consumer.receive(lambda events: of_user(events)))
+    validator.validate(again)
+    assert again["event_id"] == published["event_id"] and again["republished"] is True
+
+    result = make(stack, "admin-republish", f"SINCE={since}", "STACK=local")
+    ran("admin-republish", "SINCE")
+    assert result.returncode == 0, result.stderr
+    (since_then,) = of_user(consumer.receive(lambda events: of_user(events)))
+    assert since_then["event_id"] == published["event_id"]
+    nobody = make(stack, "admin-republish", "USER_ID=u-nobody", "STACK=local")
+    assert nobody.returncode != 0 and "nothing republished" in nobody.stdout
 
 
 def test_probe_finds_the_sandbox_profile(stack: StackProcess) -> None:

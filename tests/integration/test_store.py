@@ -18,6 +18,7 @@ from onboarding.errors import (
     UserNotFound,
 )
 from onboarding.schedule import Slot
+from onboarding.status_events import event_id
 from onboarding.store import ApplyOutcome, ClaimOutcome, StatusUpdate, UserStore
 
 NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
@@ -420,6 +421,8 @@ def test_the_stream_yields_one_event_per_status_change(store: UserStore, aws: st
     details = [detail for record in records if (detail := status_change(record)) is not None]
     assert [(detail["old_status"], detail["new_status"]) for detail in details] == [(None, 1), (1, 3)]
     assert details[-1] == {
+        "version": 1,
+        "event_id": event_id("s1", 3),
         "third_party_user_id": "s1",
         "htouhui_user_id": "10001",
         "old_status": 1,

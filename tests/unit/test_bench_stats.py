@@ -104,6 +104,7 @@ def test_function_environment_follows_the_template(tmp_path: Path) -> None:
         "reconcile_dispatch",
         "reconcile_worker",
         "publish_status",
+        "data_rights",
     }
     env = function_environment("notify", keys_dir=tmp_path)
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Htouhui"

@@ -38,7 +38,7 @@ def test_users_table_is_backed_up_daily_with_an_optional_copy() -> None:
     assert re.fullmatch(load_template()["Parameters"]["BackupCopyVaultArn"]["AllowedPattern"], COPY_VAULT)
 
 
-@pytest.mark.parametrize(("text", "days"), [("0", 0), ("", 0), ("3", 3), ("30", 30), ("365", 365)])
+@pytest.mark.parametrize(("text", "days"), [("0", 0), ("", retention.DEFAULT_DAYS), ("3", 3), ("30", 30), ("365", 365)])
 def test_history_retention_accepts_off_or_three_days_and_more(text: str, days: int) -> None:
     assert retention.parse_days(text) == days
     pattern = load_template()["Parameters"]["NotificationHistoryDays"]["AllowedPattern"]
@@ -53,9 +53,12 @@ def test_history_retention_refuses_under_three_days_in_the_template_and_the_code
     assert not re.fullmatch(load_template()["Parameters"]["NotificationHistoryDays"]["AllowedPattern"], text)
 
 
-def test_history_ttl_is_off_by_default_and_on_with_days() -> None:
+def test_history_ttl_is_finite_by_default_and_off_only_when_asked() -> None:
     template = load_template()
-    assert template["Parameters"]["NotificationHistoryDays"]["Default"] == "0"
+    assert template["Parameters"]["NotificationHistoryDays"]["Default"] == str(retention.DEFAULT_DAYS) == "1095"
+    resources, resolver = deployed({})
+    ttl = resolver.resolve(resources["NotificationsTable"]["Properties"]["TimeToLiveSpecification"])
+    assert ttl["Enabled"] is True
     assert template["Globals"]["Function"]["Environment"]["Variables"][retention.ENVIRONMENT_VARIABLE] == {
         "Ref": "NotificationHistoryDays"
     }
@@ -68,12 +71,11 @@ def test_history_ttl_is_off_by_default_and_on_with_days() -> None:
 def test_check_user_status_rule_any_source_or_the_listed_ones() -> None:
     def pattern(overrides: dict[str, str]) -> Any:
         resources, resolver = deployed(overrides)
-        (rule,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
-        return resolver.resolve(rule["EventPattern"])
+        return resolver.resolve(resources["CheckUserStatusRule"]["Properties"]["EventPattern"])
 
     assert pattern({}) == {"detail-type": ["CheckUserStatus"]}
     resources, resolver = deployed({"CheckUserStatusSources": "merchant.backend,merchant.crm"})
-    (rule,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
+    rule = resources["CheckUserStatusRule"]["Properties"]
     assert resolver.condition("HasCheckSources")
     assert rule["EventPattern"]["Fn::If"][1] == {
         "detail-type": ["CheckUserStatus"],
@@ -113,3 +115,36 @@ def test_history_keeps_the_notification_as_received_and_expires_when_configured(
         ExpressionAttributeValues={":u": {"S": "u-1"}},
     )["Items"]
     assert sorted(item["notify_no"]["S"] for item in by_user) == ["N1", "N2"]
+
+
+def test_data_rights_rule_takes_any_source_but_the_stacks_own_or_only_the_listed_ones() -> None:
+    def pattern(overrides: dict[str, str]) -> Any:
+        resources, resolver = deployed(overrides)
+        return resolver.resolve(resources["DataRightsFunctionDataRightsRequests"]["Properties"]["EventPattern"])
+
+    assert pattern({}) == {
+        "detail-type": ["ExportUser", "EraseUser"],
+        "source": [{"anything-but": "htouhui.onboarding"}],
+    }
+    listed = pattern({"DataRightsSources": "merchant.customer-service"})
+    assert listed == {"detail-type": ["ExportUser", "EraseUser"], "source": ["merchant.customer-service"]}
+
+
+def test_status_events_reach_a_consumer_bus_and_an_archive_only_when_asked() -> None:
+    resources, _ = deployed({})
+    assert not {"StatusEventsForwardRule", "StatusEventsForwardRole", "StatusEventsArchive"} & set(resources)
+    consumer = "arn:aws-cn:events:cn-north-1:210987654321:event-bus/merchant-onboarding"
+    resources, resolver = deployed({"ConsumerBusArn": consumer, "StatusEventsArchiveDays": "30"})
+    rule = resources["StatusEventsForwardRule"]["Properties"]
+    assert rule["EventPattern"] == {"source": ["htouhui.onboarding"], "detail-type": ["UserStatusChanged"]}
+    (target,) = rule["Targets"]
+    assert resolver.resolve(target["Arn"]) == consumer
+    (policy,) = resources["StatusEventsForwardRole"]["Properties"]["Policies"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "events:PutEvents" and resolver.resolve(statement["Resource"]) == consumer
+    archive = resources["StatusEventsArchive"]["Properties"]
+    assert archive["EventPattern"] == {"source": ["htouhui.onboarding"]}
+    assert str(resolver.resolve(archive["RetentionDays"])) == "30"
+    pattern = load_template()["Parameters"]["ConsumerBusArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, consumer) and re.fullmatch(pattern, "")
+    assert not re.fullmatch(pattern, "arn:aws:sqs:us-east-1:123456789012:queue")

@@ -47,7 +47,7 @@ EXTERNAL = {
     "API_ID",
 }  # fmt: skip
 # Event and metric vocabulary of this application that is data, not a defined name.
-EVENTS = {"UserStatusChanged", "CheckUserStatus"}
+EVENTS = {"UserStatusChanged", "CheckUserStatus", "ExportUser", "EraseUser", "DataRightsOutcome"}
 
 
 def docs() -> list[Path]:

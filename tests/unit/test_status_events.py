@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from onboarding.status_events import DETAIL_TYPE, SOURCE, put_events_entry, status_change
+from onboarding.status_events import DETAIL_TYPE, SOURCE, event_id, put_events_entry, status_change
 
 
 def image(status: int | None = None, **extra: str) -> dict[str, Any]:
@@ -30,6 +30,8 @@ def record(event: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -
 
 def test_a_rise_is_published() -> None:
     assert status_change(record("MODIFY", image(1), image(3))) == {
+        "version": 1,
+        "event_id": event_id("shop-1", 3),
         "third_party_user_id": "shop-1",
         "htouhui_user_id": "10001",
         "old_status": 1,
@@ -68,6 +70,8 @@ def test_entry_has_the_contract_names_and_no_personal_data() -> None:
     assert entry["Time"] == datetime.fromtimestamp(1795852800, UTC)
     detail = json.loads(entry["Detail"])
     assert set(detail) == {
+        "version",
+        "event_id",
         "third_party_user_id",
         "htouhui_user_id",
         "old_status",
@@ -82,3 +86,31 @@ def test_unreadable_records_raise_value_error() -> None:
         status_change(record("MODIFY", image(1), {**image(), "status": {"N": "three"}}))
     with pytest.raises(ValueError, match="third_party_user_id"):
         status_change(record("MODIFY", None, {"status": {"N": "1"}}))
+
+
+def test_event_ids_are_deterministic_per_user_and_status() -> None:
+    first = status_change(record("MODIFY", image(1), image(3)))
+    again = status_change(record("MODIFY", image(), image(3)))  # a jump from none to 3: the same arrival at 3
+    other = status_change(record("MODIFY", image(1), image(2)))
+    assert first is not None and again is not None and other is not None
+    assert first["event_id"] == again["event_id"] == event_id("shop-1", 3)
+    assert other["event_id"] != first["event_id"] != event_id("shop-2", 3)
+
+
+def test_the_schema_accepts_every_published_detail_and_refuses_a_broken_one() -> None:
+    import jsonschema
+    from helpers import ROOT
+
+    schema = json.loads((ROOT / "events" / "schemas" / "UserStatusChanged.schema.json").read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    for old, new in ((None, 0), (0, 1), (1, 3), (None, 3), (2, 3)):
+        detail = status_change(record("MODIFY", image(old) if old is not None else image(), image(new)))
+        assert detail is not None
+        validator.validate(detail)
+        validator.validate({**detail, "a_field_added_later": "x"})  # consumers must tolerate additions
+    broken = status_change(record("MODIFY", image(1), image(3)))
+    assert broken is not None
+    for change in ({"new_status": 4}, {"event_id": "not-a-uuid"}, {"version": "1"}, {"ready_for_debt_matching": 1}):
+        assert not validator.is_valid({**broken, **change}), change
+    assert not validator.is_valid({key: value for key, value in broken.items() if key != "event_id"})

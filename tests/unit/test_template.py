@@ -83,11 +83,25 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
     "ReconcileWorkerFunction": _grants({USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem")}),
     # the stream is read through the event source mapping (SAM's AWSLambdaDynamoDBExecutionRole)
     "PublishStatusFunction": {("events:PutEvents", BUS)},
+    # ExportUser: stored + history_of (GetItem, Query by-user, GetItem); EraseUser: UpdateItem on both tables;
+    # the export object (PutObject, GetObject for HeadObject) under the data key; the outcome event
+    "DataRightsFunction": _grants(
+        {
+            USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+            NOTIFICATIONS: ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+            "${NotificationsTable.Arn}/index/by-user": ("dynamodb:Query",),
+            "${ExportBucket.Arn}/exports/*": ("s3:PutObject", "s3:GetObject"),
+            "DataKey.Arn": ("kms:GenerateDataKey", "kms:Decrypt"),
+            BUS: ("events:PutEvents",),
+        },
+        keys=(),
+    ),
 }
 # policies SAM adds for the failure destinations
 EXPECTED_DESTINATION_GRANTS = {
     "ReconcileDispatchFunction": {("sqs:SendMessage", "AsyncFailureQueue.Arn")},
     "PublishStatusFunction": {("sqs:SendMessage", "StreamFailureQueue.Arn")},
+    "DataRightsFunction": {("sqs:SendMessage", "AsyncFailureQueue.Arn")},
 }
 VPC_ACCESS = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 # The functions that call Htouhui may run in the VPC (EgressMode=nat): SAM attaches the ENI policy whenever
@@ -192,7 +206,7 @@ def test_translates_with_other_parameter_values(parameters: dict[str, str]) -> N
 # ------------------------------------------------------------------------------------------------ functions
 
 
-def test_exactly_the_seven_functions_with_the_shared_layer(template: dict[str, Any]) -> None:
+def test_exactly_the_eight_functions_with_the_shared_layer(template: dict[str, Any]) -> None:
     functions = {
         name: resource["Properties"]
         for name, resource in template["Resources"].items()
@@ -553,7 +567,7 @@ def test_dispatcher_runs_every_minute_with_a_dead_letter_queue(resources: dict[s
 
 
 def test_check_user_status_rule_sends_to_its_own_queue(resources: dict[str, Any]) -> None:
-    (rule,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
+    rule = resources["CheckUserStatusRule"]["Properties"]
     assert rule["EventBusName"] == {"Ref": "EventBusName"}
     # any source unless CheckUserStatusSources names some (test_data_lifecycle.py)
     assert rule["EventPattern"]["Fn::If"][0] == "HasCheckSources"
@@ -595,9 +609,34 @@ def test_worker_consumes_both_queues_within_the_budget(template: dict[str, Any],
 
 
 def test_asynchronous_invocations_have_an_on_failure_destination(resources: dict[str, Any]) -> None:
-    (config,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventInvokeConfig"]
-    assert config["FunctionName"] == {"Ref": "ReconcileDispatchFunction"}
-    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["AsyncFailureQueue", "Arn"]}
+    configs = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventInvokeConfig"]
+    invoked = {config["FunctionName"]["Ref"] for config in configs}
+    assert invoked == {"ReconcileDispatchFunction", "DataRightsFunction"}  # the scheduled and the event-driven ones
+    for config in configs:
+        assert config["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["AsyncFailureQueue", "Arn"]}
+
+
+def test_data_rights_requests_reach_their_function_and_exports_expire(resources: dict[str, Any]) -> None:
+    (rule,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Events::Rule"
+        and r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["DataRightsFunction", "Arn"]}
+    ]
+    assert rule["EventBusName"] == {"Ref": "EventBusName"}
+    condition, sources, anyone = rule["EventPattern"]["Fn::If"]
+    assert condition == "HasDataRightsSources" and sources["source"] == {"Ref": "DataRightsSources"}
+    # the stack's own outcome events never come back as requests
+    assert anyone == {"detail-type": ["ExportUser", "EraseUser"], "source": [{"anything-but": "htouhui.onboarding"}]}
+    bucket = resources["ExportBucket"]["Properties"]
+    (encryption,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    data_key = {"Fn::GetAtt": ["DataKey", "Arn"]}
+    assert encryption["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": data_key}
+    (lifecycle,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert lifecycle["Status"] == "Enabled" and lifecycle["ExpirationInDays"] == 1
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    (tls,) = resources["ExportBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert tls["Effect"] == "Deny" and tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_stream_publishes_status_changes(resources: dict[str, Any]) -> None:

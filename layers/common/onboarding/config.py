@@ -151,6 +151,8 @@ SETTINGS: Final[dict[str, Setting]] = {
     "event_bus_name": Setting("EVENT_BUS_NAME", default="default", alone="functions/publish_status"),
     "notification_history_days": Setting("NOTIFICATION_HISTORY_DAYS", default="", alone="retention (its rule)"),
     "notify_allowed_cidrs": Setting("NOTIFY_ALLOWED_CIDRS", default="", alone="source_ip (fails closed)"),
+    "export_bucket": Setting("EXPORT_BUCKET", alone="runtime.data_rights (no Htouhui settings needed)"),
+    "export_kms_key": Setting("EXPORT_KMS_KEY", alone="runtime.data_rights (no Htouhui settings needed)"),
     "prime_htouhui_keys": Setting("PRIME_HTOUHUI_KEYS", _true, False, alone="ops.priming, at snapshot"),
     "initialization_type": Setting("AWS_LAMBDA_INITIALIZATION_TYPE", alone="ops.priming, at import"),
     "service_name": Setting("POWERTOOLS_SERVICE_NAME", default="htouhui-onboarding", alone="observability, at import"),

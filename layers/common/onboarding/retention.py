@@ -1,8 +1,9 @@
 """How long a notification's history record is kept: NOTIFICATION_HISTORY_DAYS (template NotificationHistoryDays).
 
-0 (the default) keeps history records for good. Otherwise each record gets a DynamoDB TTL attribute `expires_at`
-that many days after it was received; never fewer than MINIMUM_DAYS: Htouhui's deliveries of one notification
-span about 25 hours, and the record is what makes a late redelivery a duplicate rather than a new event.
+DEFAULT_DAYS (three years) unless set: each record gets a DynamoDB TTL attribute `expires_at` that many days after
+it was received (docs/privacy.md weighs the record-keeping floor against the minimum necessary). Never fewer than
+MINIMUM_DAYS: Htouhui's deliveries of one notification span about 25 hours, and the record is what makes a late
+redelivery a duplicate rather than a new event. 0 keeps the records for good, by the merchant's explicit choice.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from onboarding.config import SETTINGS, setting
 
 ENVIRONMENT_VARIABLE: Final = SETTINGS["notification_history_days"].variable
 MINIMUM_DAYS: Final = 3
+DEFAULT_DAYS: Final = 1095
 TTL_ATTRIBUTE: Final = "expires_at"
 
 
@@ -24,7 +26,7 @@ class RetentionError(ValueError):
 def parse_days(text: str) -> int:
     text = text.strip()
     if not text:
-        return 0
+        return DEFAULT_DAYS
     if not text.isdigit():
         raise RetentionError(f"{ENVIRONMENT_VARIABLE} must be 0 or a whole number of days, got {text!r}")
     days = int(text)

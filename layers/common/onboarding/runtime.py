@@ -14,6 +14,7 @@ from onboarding.config import Settings
 
 if TYPE_CHECKING:
     from htouhui.client import HtouhuiClient
+    from onboarding.rights import DataRights
     from onboarding.rules import Onboarding
 
 _lock = threading.Lock()
@@ -80,13 +81,34 @@ def reconcile_onboarding() -> Onboarding:
         return value
 
 
+def data_rights() -> DataRights:
+    """ExportUser / EraseUser for the data_rights function: the store and the export bucket, no Htouhui settings."""
+    with _lock:
+        if "data_rights" not in _state:
+            from datetime import UTC, datetime
+
+            from onboarding import dynamo
+            from onboarding.config import setting
+            from onboarding.rights import DataRights, S3Exports
+            from onboarding.store import UserStore
+
+            bucket = _required(setting("export_bucket"), "EXPORT_BUCKET")
+            exports = S3Exports(dynamo.LazyClient("s3"), bucket, _required(setting("export_kms_key"), "EXPORT_KMS_KEY"))
+            store = UserStore(_required(setting("users_table"), "USERS_TABLE"), setting("notifications_table") or "")
+            clock = _injected.get("clock") or (lambda: datetime.now(UTC))
+            _state["data_rights"] = DataRights(store, exports, bucket, clock)
+        value: DataRights = _state["data_rights"]
+        return value
+
+
 def _clock() -> dict[str, Any]:
     """The injected clock, if any, for the rules built next (tests move time instead of sleeping)."""
     return {"clock": _injected["clock"]} if "clock" in _injected else {}
 
 
 def configure(**values: Any) -> None:
-    """Inject `settings=`, `onboarding=`, `reconcile_onboarding=` and/or `clock=` (tests, the local stack)."""
+    """Inject `settings=`, `onboarding=`, `reconcile_onboarding=`, `data_rights=` and/or `clock=` (tests, the local
+    stack)."""
     with _lock:
         if "clock" in values:
             _injected["clock"] = values.pop("clock")

@@ -8,6 +8,7 @@ The detail carries no personal data: ids and levels only.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -28,6 +29,16 @@ from onboarding.observability import (
 
 SOURCE: Final = "htouhui.onboarding"
 DETAIL_TYPE: Final = "UserStatusChanged"
+# The detail's contract: events/schemas/UserStatusChanged.schema.json. A new optional field keeps the version;
+# a removed or re-typed one raises it.
+DETAIL_VERSION: Final = 1
+_EVENT_IDS: Final = uuid.UUID("6f1c2a7e-3b5d-4c8e-9a0f-2d4b6e8c1a3f")  # the namespace of our event ids
+
+
+def event_id(third_party_user_id: str, new_status: int) -> str:
+    """The same user reaching the same status always has the same id: consumers deduplicate on it, and a
+    republished event (admin republish) or a stream retry carries it again."""
+    return str(uuid.uuid5(_EVENT_IDS, f"{third_party_user_id}\n{new_status}"))
 
 
 def _text(image: Mapping[str, Any], name: str) -> str | None:
@@ -56,9 +67,18 @@ def status_change(record: Mapping[str, Any]) -> dict[str, Any] | None:
     third_party_user_id = _text(new_image, "third_party_user_id")
     if not third_party_user_id:
         raise ValueError("stream record without third_party_user_id")
+    return detail_of(third_party_user_id, _text(new_image, "htouhui_user_id"), old_status, new_status)
+
+
+def detail_of(
+    third_party_user_id: str, htouhui_user_id: str | None, old_status: int | None, new_status: int
+) -> dict[str, Any]:
+    """A UserStatusChanged detail (the stream's, and admin republish's from the table)."""
     return {
+        "version": DETAIL_VERSION,
+        "event_id": event_id(third_party_user_id, new_status),
         "third_party_user_id": third_party_user_id,
-        "htouhui_user_id": _text(new_image, "htouhui_user_id"),
+        "htouhui_user_id": htouhui_user_id,
         "old_status": old_status,
         "new_status": new_status,
         "ready_for_debt_matching": new_status == COMPLETED_STATUS,
@@ -70,16 +90,20 @@ def put_events_entry(record: Mapping[str, Any], event_bus_name: str) -> dict[str
     detail = status_change(record)
     if detail is None:
         return None
-    entry: dict[str, Any] = {
+    entry = entry_of(detail, event_bus_name)
+    created = (record.get("dynamodb") or {}).get("ApproximateCreationDateTime")
+    if isinstance(created, int | float):
+        entry["Time"] = datetime.fromtimestamp(created, UTC)
+    return entry
+
+
+def entry_of(detail: Mapping[str, Any], event_bus_name: str) -> dict[str, Any]:
+    return {
         "Source": SOURCE,
         "DetailType": DETAIL_TYPE,
         "Detail": json.dumps(detail, separators=(",", ":")),
         "EventBusName": event_bus_name,
     }
-    created = (record.get("dynamodb") or {}).get("ApproximateCreationDateTime")
-    if isinstance(created, int | float):
-        entry["Time"] = datetime.fromtimestamp(created, UTC)
-    return entry
 
 
 # --- the onboarding funnel, from the same records (stored truth, not requests) ------------------------

@@ -7,6 +7,7 @@
                                    move dead letters back: receive, send (or put the event), delete
     reapply NOTIFY_NO              verify a stored notification again and apply its level (no new history)
     erase USER --yes               remove the user's personal values, keep a tombstone (onboarding.ops.erasure)
+    republish USER | --since TIME  UserStatusChanged again from the table (the same event_ids)
     export USER [--out FILE]       the user's own copy (PIPL art. 45): the stored item and its history, unmasked,
                                    as JSON on stdout or in FILE (created 0600); the one command that prints them
 
@@ -33,6 +34,7 @@ from onboarding.config import setting
 from onboarding.observability import mask_field
 from onboarding.ops.erasure import erase_user
 from onboarding.reconcile import CHECK_USER_STATUS
+from onboarding.rights import export_document, export_text
 from onboarding.store import UserStore, iso_utc
 
 ADMIN_SOURCE: Final = "htouhui.admin"
@@ -119,6 +121,41 @@ class Admin:
             f"{CHECK_USER_STATUS} for {third_party_user_id} put on bus {self.bus} ({answer['Entries'][0]['EventId']})",
             file=self.out,
         )
+        return 0
+
+    # --- republish --------------------------------------------------------------------------------------
+
+    def republish(self, third_party_user_id: str | None = None, since: str | None = None) -> int:
+        """UserStatusChanged again, from the table: one user's current status, or every user whose status was
+        updated since a time. The event_ids are the ones first published (the same user and status), so a
+        consumer that deduplicates sees nothing twice; old_status is null (the table keeps only the current one)."""
+        from onboarding.status_events import detail_of, entry_of
+
+        if (third_party_user_id is None) == (since is None):
+            raise ValueError("give exactly one of a user and --since")
+        if third_party_user_id is not None:
+            user = self.user(third_party_user_id)
+            if user is None or user.get("status") is None:
+                print(f"no status for {third_party_user_id!r}: nothing republished", file=self.out)
+                return 1
+            items: Any = [user]
+        else:
+            items = (item for page in self.store.with_status_pages(str(since)) for item in page.get("Items", []))
+        entries = []
+        for item in items:
+            plain = item if third_party_user_id is not None else dynamo.plain(item)
+            detail = detail_of(
+                str(plain["third_party_user_id"]), plain.get("htouhui_user_id"), None, int(plain["status"])
+            )
+            entries.append(entry_of({**detail, "republished": True}, self.bus))
+        published = 0
+        for start in range(0, len(entries), 10):  # PutEvents takes 10 entries a call
+            answer = self.events.put_events(Entries=entries[start : start + 10])
+            if answer.get("FailedEntryCount"):
+                self._print({"error": [e for e in answer["Entries"] if e.get("ErrorCode")]})
+                return 1
+            published += len(entries[start : start + 10])
+        print(f"republished {published} UserStatusChanged event(s) on bus {self.bus}", file=self.out)
         return 0
 
     # --- stuck ------------------------------------------------------------------------------------------
@@ -239,17 +276,11 @@ class Admin:
 
     def export(self, third_party_user_id: str, out_file: str | None = None) -> int:
         """The user's personal data as stored, and its notification history, unmasked: the user's own copy."""
-        user = self.user(third_party_user_id)
-        if user is None:
+        document = export_document(self.store, third_party_user_id, self.clock())
+        if document is None:
             print(f"no user {third_party_user_id!r} in {self.users_table}: nothing exported", file=sys.stderr)
             return 1
-        document = {
-            "third_party_user_id": third_party_user_id,
-            "exported_at": iso_utc(self.clock()),
-            "user": user,
-            "history": self.history(third_party_user_id),
-        }
-        text = json.dumps(document, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
+        text = export_text(document)
         if out_file is None:
             self.out.write(text)
             return 0
@@ -382,6 +413,10 @@ def parser() -> argparse.ArgumentParser:
     target.add_argument("--to-queue")
     target.add_argument("--to-bus")
     redrive.add_argument("--max", type=int, default=100)
+    republish = commands.add_parser("republish", help="UserStatusChanged again from the table, same event_ids")
+    which = republish.add_mutually_exclusive_group(required=True)
+    which.add_argument("user", nargs="?")
+    which.add_argument("--since", help="every user whose status was updated at or after this ISO 8601 time")
     commands.add_parser("reapply", help="verify a stored notification and apply its level").add_argument("notify_no")
     export = commands.add_parser("export", help="the user's own copy of its data, unmasked (PIPL art. 45)")
     export.add_argument("user")
@@ -424,6 +459,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO = sys.stdout) -> int:
         )
     if arguments.command == "reapply":
         return admin.reapply(arguments.notify_no)
+    if arguments.command == "republish":
+        return admin.republish(arguments.user, arguments.since)
     if arguments.command == "export":
         return admin.export(arguments.user, arguments.out)
     if not arguments.yes:

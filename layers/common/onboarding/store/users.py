@@ -98,6 +98,19 @@ class Users(Tables):
         request["ExpressionAttributeValues"] = dynamo.values(placeholders)
         yield from self._pages("scan", request)
 
+    def with_status_pages(self, updated_since: str, *, page_size: int = 500) -> Iterator[Mapping[str, Any]]:
+        """Pages of a Scan for users with a status updated at or after `updated_since` (ISO 8601): what admin
+        republish publishes again. An operator's occasional replay, not a hot path, so no index is kept for it."""
+        request: dict[str, Any] = {
+            "TableName": self.users_table,
+            "FilterExpression": "attribute_exists(#status) AND updated_at >= :since",
+            "ProjectionExpression": "third_party_user_id, htouhui_user_id, #status, updated_at",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": dynamo.values({":since": updated_since}),
+            "Limit": page_size,
+        }
+        yield from self._pages("scan", request)
+
     # --- registration -------------------------------------------------------------------------------
 
     def claim_registration(self, third_party_user_id: str, mobile_digest: str, now: datetime) -> Claim:
