@@ -31,12 +31,14 @@ TEST_KEYS = ROOT / "docs" / "spec" / "protocol" / "test-keys"
 MINIMAL = Path(__file__).resolve().parent / "minimal"
 USERS_TABLE = "UsersTable"
 NOTIFICATIONS_TABLE = "NotificationsTable"
+EXPORT_BUCKET = "local-exportbucket"
 USER = "u-1001"
 HTOUHUI_USER_ID = "10604272428"  # events/notify.json's
 MOBILE = "13800138000"  # events/register.json's
 # functions/<name> -> its sample event under events/; the minimal handler answers register's.
 EVENT_OF = {
     "minimal handler": "register.json",
+    "data_rights": "data_rights_export.json",
     "notify": "notify.json",
     "open_account": "open_account.json",
     "publish_status": "publish_status_stream.json",
@@ -90,6 +92,7 @@ class World:
             "RECONCILE_QUEUE_URL": self.queue_url,
             "USERS_TABLE": USERS_TABLE,
             "NOTIFICATIONS_TABLE": NOTIFICATIONS_TABLE,
+            "EXPORT_BUCKET": EXPORT_BUCKET,
         }
         if name == "reconcile_worker":
             env["RECONCILE_RATE_BUDGET"] = WORKER_RATE_BUDGET
@@ -146,5 +149,6 @@ def world(scratch: Path) -> Iterator[World]:
         create_template_tables(
             dynamodb, {"UsersTable": USERS_TABLE, "NotificationsTable": NOTIFICATIONS_TABLE}, streams=False
         )
+        client("s3", moto.url).create_bucket(Bucket=EXPORT_BUCKET)
         queue_url = client("sqs", moto.url).create_queue(QueueName="ReconcileQueue")["QueueUrl"]
         yield World(moto.url, sandbox.url, keys, queue_url, scratch)

@@ -40,7 +40,7 @@ def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
     assert sections == {"cold start", "priming", "signing", "warm notify", "idle"}
     names = {figure["name"] for figure in data["figures"] if figure["section"] == "cold start"}
     functions = {"notify", "register", "open_account", "query_user", "reconcile_worker", "reconcile_dispatch"}
-    functions |= {"publish_status"}
+    functions |= {"publish_status", "data_rights"}
     assert functions <= names
     cold = {figure["name"]: figure for figure in data["figures"] if figure["section"] == "cold start"}
     minimal = cold["minimal handler: import + first request"]  # the second floor, measured in the same rounds
