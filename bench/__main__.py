@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             found, details["sizes"] = sizes.measure(build=settings["build"], progress=progress)
             figures += found
         if "cold" in chosen:
-            found, details["cold"] = cold.measure(keys_dir, rounds=settings["cold_rounds"], progress=progress)
+            found, details["cold"] = cold.measure(
+                keys_dir, rounds=settings["cold_rounds"], scratch=Path(scratch), progress=progress
+            )
             figures += found
             found, details["cold_deployed"] = cold.measure_deployed(
                 keys_dir, Path(scratch), rounds=settings["deployed_rounds"]

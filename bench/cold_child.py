@@ -5,9 +5,12 @@ puts /var/task before /opt/python. The clock starts when this script starts (the
 start-up is the same for every target) and stops when `import app` returns: Lambda's init phase for
 our code. Peak memory is the process's VmHWM (peak resident set) at that moment: not ru_maxrss, which on
 Linux keeps the forking parent's peak across exec. With `setup`, the first request's set-up (settings, store,
-DynamoDB client) is timed after the import too. With `restored`, the environment is primed as the SnapStart
-hook primes it before the snapshot (onboarding.ops.priming), then forked: the child stands in for an environment
-restored from the snapshot, and its clock starts at the fork (the after-restore hook, then the same set-up).
+DynamoDB client) is timed after the import too. With `request EVENT` (a JSON file), the handler is then called
+with that event as Lambda calls it, and the clock stops when the first request has been answered (its
+status code is reported; its log lines and metrics go to standard output before the JSON line). With `restored`,
+the environment is primed as the SnapStart hook primes it before the snapshot (onboarding.ops.priming), then
+forked: the child stands in for an environment restored from the snapshot, and its clock starts at the fork
+(the after-restore hook, then the same set-up).
 """
 
 import time
@@ -38,18 +41,40 @@ def peak_kib() -> int:
 
 before = len(sys.modules)
 if folder != "-":
-    import app  # type: ignore[import-not-found]  # noqa: F401  # the function's folder, put on sys.path above
+    import app  # type: ignore[import-not-found]  # the function's folder, put on sys.path above
 seconds = time.perf_counter() - started
 peak_at_init = peak_kib()
 # What the first request adds (the functions defer it): settings, the store and its DynamoDB client.
 then = None
 mode = sys.argv[3] if len(sys.argv) > 3 else ""
-extra = {}
+extra: dict[str, object] = {}
 if mode == "setup":
     from onboarding import runtime
 
     runtime.onboarding().store.client()  # type: ignore[attr-defined]  # the DynamoDB store: its client made
     then = time.perf_counter() - started
+elif mode == "request":
+    import json as _json
+
+    class Context:  # what the Lambda runtime hands a handler
+        function_name = "bench"
+        function_version = "$LATEST"
+        invoked_function_arn = "arn:aws-cn:lambda:cn-north-1:123456789012:function:bench"
+        memory_limit_in_mb = 512
+        aws_request_id = "00000000-0000-4000-8000-000000000000"
+        log_group_name = "/aws/lambda/bench"
+        log_stream_name = "bench"
+
+        def get_remaining_time_in_millis(self) -> int:
+            return 60_000
+
+    with open(sys.argv[4], encoding="utf-8") as source:
+        event = _json.load(source)
+    answer = app.lambda_handler(event, Context())
+    then = time.perf_counter() - started
+    extra["with_first_request"] = then
+    extra["status"] = answer.get("statusCode") if isinstance(answer, dict) else None
+    extra["answer"] = answer if isinstance(answer, dict) and "statusCode" not in answer else None
 elif mode == "restored":
     import os
 

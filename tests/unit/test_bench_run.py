@@ -39,7 +39,20 @@ def test_quick_bench_writes_well_formed_results(tmp_path: Path) -> None:
     sections = {figure["section"] for figure in data["figures"]}
     assert sections == {"cold start", "priming", "signing", "warm notify", "idle"}
     names = {figure["name"] for figure in data["figures"] if figure["section"] == "cold start"}
-    assert {"notify", "register", "open_account", "query_user", "reconcile_worker", "publish_status"} <= names
+    functions = {"notify", "register", "open_account", "query_user", "reconcile_worker", "reconcile_dispatch"}
+    functions |= {"publish_status", "data_rights"}
+    assert functions <= names
+    cold = {figure["name"]: figure for figure in data["figures"] if figure["section"] == "cold start"}
+    minimal = cold["minimal handler: import + first request"]  # the second floor, measured in the same rounds
+    assert minimal["floor"] == pytest.approx(data["details"]["cold"]["floor_ms"], abs=0.05)
+    assert minimal["value"] == pytest.approx(data["details"]["cold"]["minimal_handler_ms"], abs=0.05)
+    assert data["details"]["cold"]["targets"]["minimal handler"]["status"] == 200  # a real first request
+    for name in functions:  # each function: import + first request against the minimal handler and the floor
+        assert cold[name]["floor"] == minimal["value"] and cold[name]["target"] == 1.0, cold[name]
+        assert cold[name]["extra"]["against_bare_floor"] == pytest.approx(
+            cold[name]["value"] / minimal["floor"], rel=1e-2
+        )
+        assert "x the bare floor" in cold[name]["note"]
     for figure in data["figures"]:
         assert figure["value"] is not None and figure["value"] > 0, figure
         if figure["floor"] is not None:

@@ -57,3 +57,31 @@ def test_a_signature_does_not_verify_with_the_other_sides_key(signer: str) -> No
     _, other_public = _keys("htouhui" if signer == "merchant" else "merchant")
     message = protocol.signed({"partner_id": "P1", "request_no": "R1"}, private)
     assert protocol.verify(message, other_public) is False
+
+
+def test_a_private_key_whose_parameters_do_not_fit_together_is_refused() -> None:
+    """The key is loaded without cryptography's slow parameter check (cold start); one signature verified with
+    its public half refuses a key that cannot sign, as that check did, in every form the key may come in."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    good = protocol.load_private_key((TEST_KEYS / "merchant_private.pem").read_text())
+    numbers = good.private_numbers()
+    wrong_d = numbers.d + 2  # a private exponent that does not invert e: its signatures do not verify
+    broken = rsa.RSAPrivateNumbers(
+        p=numbers.p,
+        q=numbers.q,
+        d=wrong_d,
+        dmp1=wrong_d % (numbers.p - 1),
+        dmq1=wrong_d % (numbers.q - 1),
+        iqmp=numbers.iqmp,
+        public_numbers=numbers.public_numbers,
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    pem = broken.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(protocol.KeyFormatError):
+        protocol.load_private_key(pem)
+    with pytest.raises(protocol.KeyFormatError):
+        protocol.load_private_key(pem.decode("ascii").split("-----")[2].replace("\n", ""))  # bare base64 DER
+    assert protocol.sign({"a": "1"}, good)  # the good key still loads and signs

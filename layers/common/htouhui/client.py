@@ -12,9 +12,8 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-import httpx
 from pydantic import ValidationError
 
 from htouhui import protocol
@@ -36,6 +35,9 @@ from htouhui.models import (
     ResponseCommon,
     field_rules,
 )
+
+if TYPE_CHECKING:  # httpx is imported when a client is made: settings and records need none of it (cold start)
+    import httpx
 
 ENVIRONMENTS: Final = {
     "uat": "https://new-uat.test.htouhui.com",
@@ -115,6 +117,8 @@ class HtouhuiClient:
         self._sleep = sleep
         self._clock = clock
         self._on_attempt = on_attempt
+        import httpx
+
         self._http = httpx.Client(
             base_url=options.base_url,
             transport=transport,
@@ -158,6 +162,8 @@ class HtouhuiClient:
         message = protocol.signed({**business, **common}, self._merchant_key, profile)
         remaining = max(deadline - self._clock(), 0.001)
         timeouts = self.options.timeouts
+        import httpx
+
         timeout = httpx.Timeout(
             connect=min(timeouts.connect, remaining),
             read=min(timeouts.read, remaining),

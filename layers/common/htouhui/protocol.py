@@ -471,20 +471,34 @@ def present(fields: Mapping[str, object]) -> dict[str, object]:
 # --- keys -------------------------------------------------------------------------------------
 
 
+_KEY_CHECK: Final = b"htouhui private key check"
+
+
 def load_private_key(data: str | bytes) -> PrivateKey:
-    """An RSA private key from PEM (PKCS#8 or PKCS#1) or the bare base64 of its DER."""
+    """An RSA private key from PEM (PKCS#8 or PKCS#1) or the bare base64 of its DER.
+
+    cryptography's own check of the RSA parameters costs about 30 ms per load (a cold start's first signature);
+    the key is our own, from our secret store, so one signature verified with its public half stands in for
+    it (about 1.5 ms): inconsistent parameters fail that check as they fail cryptography's.
+    """
     pem, der = _pem_or_der(data)
     try:
         key = (
-            serialization.load_pem_private_key(pem, password=None)
+            serialization.load_pem_private_key(pem, password=None, unsafe_skip_rsa_key_validation=True)
             if pem
-            else serialization.load_der_private_key(der, password=None)
+            else serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)
         )
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise KeyFormatError("not an RSA private key in PEM (PKCS#8/PKCS#1) or base64 DER form") from exc
     if not isinstance(key, rsa.RSAPrivateKey):
         raise KeyFormatError("the private key is not an RSA key")
-    return _long_enough(key, "private")
+    key = _long_enough(key, "private")
+    try:
+        signature = key.sign(_KEY_CHECK, padding.PKCS1v15(), hashes.SHA256())
+        key.public_key().verify(signature, _KEY_CHECK, padding.PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, ValueError) as exc:
+        raise KeyFormatError("the private key's RSA parameters are inconsistent") from exc
+    return key
 
 
 def load_public_key(data: str | bytes) -> PublicKey:
