@@ -22,6 +22,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from helpers import ROOT
 from stack_process import StackProcess, running_stack
 
 pytestmark = pytest.mark.slow
@@ -198,3 +199,86 @@ def test_without_stack_iam_unsigned_calls_are_served_and_undeclared_methods_not_
             assert (refused.status_code, refused.content) == (404, b'{"message":"Not Found"}')
             assert refused.headers["content-type"] == "application/json"
         assert not (tmp_path / "keys" / "iam-credentials").exists()
+
+
+# --- the third client: generated from openapi.json by openapi-python-client -------------------------------------
+
+
+class SigV4Hook(httpx.Auth):
+    """botocore's SigV4Auth as an httpx auth hook: how a generated httpx client is signed (docs/integrate.md)."""
+
+    requires_request_body = True  # the body's SHA-256 is signed
+
+    def __init__(self, credentials: Credentials, region: str = "us-east-1") -> None:
+        self.signer = SigV4Auth(credentials, "execute-api", region)
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        headers = {"content-type": request.headers["content-type"]} if "content-type" in request.headers else {}
+        signed = AWSRequest(method=request.method, url=str(request.url), data=request.content, headers=headers)
+        self.signer.add_auth(signed)
+        request.headers.update(dict(signed.headers.items()))
+        yield request
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A client package generated now from the committed openapi.json (a pinned dev dependency, run as a tool)."""
+    import importlib
+    import os
+    import sys
+
+    folder = tmp_path_factory.mktemp("generated")
+    tool = Path(sys.executable).parent / "openapi-python-client"
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    command = [str(tool), "generate", "--path", str(ROOT / "openapi.json"), "--meta", "none"]
+    command += ["--output-path", str(folder / "merchant_api")]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Warning" not in result.stdout + result.stderr, result.stdout + result.stderr  # every schema understood
+    sys.path.insert(0, str(folder))
+    try:
+        yield importlib.import_module("merchant_api")
+    finally:
+        sys.path.remove(str(folder))
+        for name in [name for name in sys.modules if name.split(".")[0] == "merchant_api"]:
+            del sys.modules[name]
+
+
+def test_a_client_generated_from_openapi_json_drives_the_stack(
+    stack: StackProcess, credentials: Credentials, generated: Any
+) -> None:
+    import importlib
+
+    register = importlib.import_module("merchant_api.api.users.register_user")
+    open_account = importlib.import_module("merchant_api.api.users.open_account")
+    get_user = importlib.import_module("merchant_api.api.users.get_user")
+    models = importlib.import_module("merchant_api.models")
+    signed = generated.Client(base_url=stack.url, httpx_args={"auth": SigV4Hook(credentials)})
+    user = "u-sigv4-generated"
+
+    answer = register.sync_detailed(
+        client=signed, body=models.RegisterBody(third_party_user_id=user, mobile="13800138003")
+    )
+    assert answer.status_code == 201, answer.content
+    assert isinstance(answer.parsed, models.UserView) and answer.parsed.third_party_user_id == user
+    form = open_account.sync(user, client=signed, body=models.OpenAccountBody(**OPEN))
+    assert isinstance(form, models.OpenAccountAnswer), form.to_dict()
+    assert form.action.startswith(stack.sandbox_url)
+    view = get_user.sync(user, client=signed, refresh=True)
+    assert isinstance(view, models.UserView) and view.stage.value == "OPEN_REQUESTED"
+
+    missing = get_user.sync_detailed("u-nobody", client=signed)
+    assert missing.status_code == 404 and isinstance(missing.parsed, models.ErrorResponse)
+    assert missing.parsed.error.code == models.ErrorDetailCode.NOT_FOUND  # the code is an enum a client can switch on
+
+    grown = models.UserView.from_dict({**view.to_dict(), "a_field_added_later": True})  # answers may grow
+    assert grown.third_party_user_id == user and grown["a_field_added_later"] is True
+
+    unsigned = get_user.sync_detailed(user, client=generated.Client(base_url=stack.url))
+    assert unsigned.status_code == 403  # the same client, unsigned, is refused by the SigV4 check

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import json
+import re
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -43,6 +45,37 @@ def test_document_covers_the_merchant_routes_with_our_error_shape() -> None:
                     assert answer["content"]["application/json"]["schema"] == {
                         "$ref": "#/components/schemas/ErrorResponse"
                     }
-    assert document["security"] == [{"sigv4": []}]
+    assert all(
+        operation["security"] == [{"sigv4": []}] for item in document["paths"].values() for operation in item.values()
+    )
+    assert document["components"]["securitySchemes"]["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
     body = document["components"]["schemas"]["RegisterBody"]
     assert set(body["required"]) == {"third_party_user_id", "mobile"}
+
+
+def _table_codes(path: Path) -> set[str]:
+    """The `code` column of a markdown error table (| HTTP | `code` | ... |)."""
+    return set(re.findall(r"^\| [0-9]{3} \| `([a-z_]+)` \|", path.read_text(encoding="utf-8"), re.MULTILINE))
+
+
+def test_the_error_code_is_an_enum_of_every_code_the_mapper_answers() -> None:
+    document: dict[str, Any] = json.loads((ROOT / "openapi.json").read_text(encoding="utf-8"))
+    enum = set(document["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"])
+    spec = _table_codes(ROOT / "docs" / "spec" / "API.md")
+    ours = _table_codes(ROOT / "docs" / "handlers.md")
+    assert len(spec) == 7 and spec <= ours  # API.md's table, and ours adds what the spec is silent on
+    mapper = (ROOT / "layers" / "common" / "onboarding" / "api.py").read_text(encoding="utf-8")
+    answered = set(re.findall(r"ApiError\(\s*[0-9]{3},\s*\"([a-z_]+)\"", mapper))
+    assert enum == ours == answered, (enum ^ ours, enum ^ answered)
+    assert ours - spec == {"unavailable", "internal_error"}
+
+
+def test_answers_may_grow_requests_stay_closed_and_the_server_is_a_variable() -> None:
+    document: dict[str, Any] = json.loads((ROOT / "openapi.json").read_text(encoding="utf-8"))
+    schemas = document["components"]["schemas"]
+    assert schemas["RegisterBody"]["additionalProperties"] is False
+    assert schemas["OpenAccountBody"]["additionalProperties"] is False
+    for answer in ("UserView", "ErrorResponse", "ErrorDetail", "OpenAccountAnswer"):
+        assert schemas[answer].get("additionalProperties", True) is not False, answer
+    (server,) = document["servers"]
+    assert server["url"] == "{ApiUrl}" and server["variables"]["ApiUrl"]["default"].startswith("http")

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -62,10 +62,25 @@ class FieldError(BaseModel):
     reason: str
 
 
+# Every code an answer can carry: API.md's error table, and the two of our own (docs/handlers.md). The OpenAPI
+# document publishes it as an enum, so a generated client can switch on it (tests/unit/test_openapi_fresh.py).
+ErrorCode = Literal[
+    "invalid_request",
+    "not_found",
+    "conflict",
+    "upstream_error",
+    "upstream_busy",
+    "upstream_unreachable",
+    "upstream_timeout",
+    "unavailable",
+    "internal_error",
+]
+
+
 class ErrorDetail(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    code: str
+    code: ErrorCode
     message: str
     fields: list[FieldError] | None = None
     htouhui_code: str | None = None
@@ -112,7 +127,7 @@ ERROR_RESPONSES: Final[dict[int, Any]] = {
 @dataclass(frozen=True)
 class ApiError:
     status: int
-    code: str
+    code: ErrorCode
     message: str
     fields: list[tuple[str, str]] = field(default_factory=list)
     htouhui_code: str | None = None
@@ -239,7 +254,11 @@ def error_response(error: ApiError, request_id_: str) -> Response[Any]:
 
 def map_exception(app: APIGatewayHttpResolver, exc: Exception) -> Response[Any]:
     error = error_for(exc)
-    extra = {"error_code": error.code, "http_status": error.status, "exception_name": type(exc).__name__}
+    extra: dict[str, Any] = {
+        "error_code": error.code,
+        "http_status": error.status,
+        "exception_name": type(exc).__name__,
+    }
     if error.htouhui_code:
         extra["htouhui_code"] = error.htouhui_code
     if error.fields:
