@@ -32,6 +32,7 @@ FUNCTIONS = (
     "reconcile_dispatch",
     "reconcile_worker",
     "publish_status",
+    "data_rights",
 )
 
 
