@@ -255,12 +255,13 @@ class MemoryStore:
         record: UserRecord = self._record(**fields)
         return record
 
-    def due(self, shard: str, now: int, limit: int) -> list[Any]:
+    def due(self, shard: str, now: int, limit: int, *, newest_first: bool = False) -> list[Any]:
         from onboarding.store import DueUser
 
         rows = self.index.get(shard, [])
         end = bisect.bisect_right(rows, (now, "\uffff"))
-        return [DueUser(user, due, shard) for due, user in rows[: min(end, limit)]]
+        picked = rows[max(0, end - limit) : end][::-1] if newest_first else rows[: min(end, limit)]
+        return [DueUser(user, due, shard) for due, user in picked]
 
     def claim_dispatch(self, row: Any, until: int) -> bool:
         item = self.items.get(row.third_party_user_id)

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding import runtime
 from onboarding.config import ConfigError
-from onboarding.observability import RECONCILE_DISPATCHED, count, logger, metrics
+from onboarding.observability import OLDEST_DUE_CHECK_AGE, RECONCILE_DISPATCHED, count, logger, metrics, seconds
 from onboarding.reconcile import SqsWorkQueue, dispatch
 
 # Stop claiming users when less than this much of the invocation's time is left (the run ends cleanly).
@@ -46,6 +46,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         should_stop=lambda: context.get_remaining_time_in_millis() < SAFETY_MILLISECONDS,
     )
     count(RECONCILE_DISPATCHED, report.dispatched)
-    result = {"result": "dispatched", "found": report.found, "dispatched": report.dispatched, "taken": report.taken}
+    age = report.oldest_due_age(runtime.reconcile_onboarding().core.now())
+    seconds(OLDEST_DUE_CHECK_AGE, age)  # OldestDueCheckAgeAlarm: the backlog is older than the ladder can bear
+    result = {
+        "result": "dispatched",
+        "found": report.found,
+        "dispatched": report.dispatched,
+        "taken": report.taken,
+        "oldest_due_age_seconds": age,
+    }
     logger.info("dispatch finished", extra=result)
     return result

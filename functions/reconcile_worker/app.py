@@ -2,7 +2,8 @@
 
 Each message is one user: a dispatched due check, or an EventBridge CheckUserStatus event. Queries are
 paced per invocation slot so that all slots together stay within the rate budget (onboarding.reconcile);
-a CheckUserStatus that could not be answered is reported as a batch item failure and delivered again.
+a CheckUserStatus that could not be answered is reported as a batch item failure and delivered again, and so
+is every message the invocation no longer has the time to ask for (a hanging Htouhui: onboarding.reconcile).
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         for record in (records if isinstance(records, list) else [])
         if isinstance(record, dict)
     ]
-    report = work(runtime.reconcile_onboarding(), messages, pacer())
+    timeouts = runtime.settings().client.timeouts
+    report = work(
+        runtime.reconcile_onboarding(),
+        messages,
+        pacer(),
+        time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+        query_seconds=timeouts.connect + timeouts.read,
+    )
     checked = sum(report.outcomes.get(name, 0) for name in ("CHECKED", "REJECTED", "GAVE_UP"))
     failures = sum(report.outcomes.get(name, 0) for name in ("REJECTED", "GAVE_UP"))
     if checked:
@@ -43,6 +51,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         count(RECONCILE_FAILURES, failures)
     if report.outcomes.get("FAILED"):
         count(RECONCILE_RETRIES, report.outcomes["FAILED"])
+    if report.outcomes.get("DEFERRED"):
+        logger.warning(
+            "messages left for redelivery: the invocation's time is short", extra={"count": report.outcomes["DEFERRED"]}
+        )
     if report.outcomes.get("INVALID"):
         logger.error("queue messages without a user dropped", extra={"count": report.outcomes["INVALID"]})
     logger.info("batch finished", extra={"outcomes": report.outcomes})

@@ -112,6 +112,8 @@ def test_every_metric_an_alarm_reads_is_emitted_under_faults(
     other = valid_id_card("11010519900307124")
     stack.control("POST", "users", {"third_party_user_id": "u-alarm", "status": 1, "id_card": other})
     assert stack.invoke("reconcile_worker", sqs_event([json.dumps(event)])) == {"batchItemFailures": []}
+    # the dispatcher reports the oldest due check's age every run (OldestDueCheckAgeAlarm)
+    assert "oldest_due_age_seconds" in stack.dispatch()
 
     emitted = emitted_metrics(capsys.readouterr().out)
     missing = sorted((name, sorted(dims)) for name, dims in wanted - emitted)

@@ -202,25 +202,29 @@ def test_check_user_status_asks_now_and_puts_the_user_back_on_the_ladder(
     assert done is not None and done.status == 3 and not done.scheduled
 
 
-def test_the_dispatcher_is_bounded_and_sends_the_oldest_due_first(
+def test_the_dispatcher_is_bounded_and_under_a_backlog_sends_the_youngest_first(
     onboarding: Onboarding, fake: FakeHtouhui, clock: Clock
 ) -> None:
-    for number in range(12):
+    for number in range(25):
         opened(onboarding, f"d{number:02d}", f"138001381{number:02d}")
         clock.advance(60)
-    clock.advance(3600)
+    clock.advance(300)  # every first step is due, none of the second ones (15 min after the form)
     queue = ListQueue()
-    report = onboarding.checks.dispatch_due(queue, limit=5)
-    assert (report.found, report.dispatched) == (5, 5)
-    assert [m["third_party_user_id"] for m in queue.messages] == [f"d{n:02d}" for n in range(5)]
+    report = onboarding.checks.dispatch_due(queue, limit=10)
+    assert (report.found, report.dispatched) == (10, 10)
+    assert report.oldest_due == LADDER.due("d00", now_of(clock) - 300 - 25 * 60, 0)
+    # a tenth of the run for the oldest, the rest to the youngest forms
+    sent = [m["third_party_user_id"] for m in queue.messages]
+    assert sent == ["d00"] + [f"d{n:02d}" for n in range(24, 15, -1)]
     assert {m["due"] for m in queue.messages} == {now_of(clock) + schedule.DISPATCH_LEASE_SECONDS}
     second = ListQueue()
-    onboarding.checks.dispatch_due(second, limit=5)  # the first five are claimed: the next five oldest
-    assert [m["third_party_user_id"] for m in second.messages] == [f"d{n:02d}" for n in range(5, 10)]
+    onboarding.checks.dispatch_due(second, limit=10)  # those are claimed: the next oldest and youngest
+    assert [m["third_party_user_id"] for m in second.messages] == ["d01"] + [f"d{n:02d}" for n in range(15, 6, -1)]
     # the run limit counts what is already queued
     assert run_limit(settings_for(), 0) == 46 * 120
     assert run_limit(settings_for(), 10**6) == 0
-    assert dispatch(onboarding, queue, settings_for()).dispatched == 2
+    assert dispatch(onboarding, queue, settings_for()).dispatched == 5  # all that is left fits: all of it
+    assert sorted(m["third_party_user_id"] for m in queue.messages[10:]) == [f"d{n:02d}" for n in range(2, 7)]
 
 
 def test_the_worker_paces_each_message_and_retries_only_check_user_status(
@@ -256,3 +260,63 @@ def test_the_worker_paces_each_message_and_retries_only_check_user_status(
     fake.fail("query", *["9999"] * 4)
     report = work(onboarding, [Message("m5", check)], pacer)
     assert report.failed_ids == ["m5"]  # SQS delivers it again
+
+
+def test_a_late_check_past_its_next_steps_is_one_check_for_the_latest_step_passed(
+    onboarding: Onboarding, fake: FakeHtouhui, clock: Clock
+) -> None:
+    opened(onboarding)
+    anchor = now_of(clock)
+    fake.set_status("shop-1", 2, id_card=ID_CARD)
+    queue = ListQueue()
+    onboarding.checks.dispatch_due(queue, limit=10)
+    assert queue.messages == []
+    clock.advance(LADDER.due("shop-1", anchor, 3) - anchor + 60)  # a backlog: steps 0 to 3 (5 min to 4 h) passed
+    assert run_due(onboarding, queue) == [CheckOutcome.CHECKED]
+    record = onboarding.store.get("shop-1")
+    assert record is not None and record.slot == schedule.Slot(anchor, 4, LADDER.due("shop-1", anchor, 4))
+    assert run_due(onboarding, queue) == []  # one query for four overdue steps; the 24 h step is not due yet
+    # the rule itself: on time it changes nothing, and it never passes the last step
+    on_time = schedule.Slot(anchor, 0, LADDER.due("u", anchor, 0))
+    assert schedule.coalesce(LADDER, "u", on_time, on_time.due) == on_time
+    assert schedule.coalesce(LADDER, "u", on_time, anchor + 30 * 86400).step == len(LADDER.steps) - 1
+
+
+def test_a_worker_takes_no_message_its_remaining_time_cannot_cover(
+    onboarding: Onboarding, fake: FakeHtouhui, clock: Clock
+) -> None:
+    opened(onboarding)
+    fake.set_status("shop-1", 2, id_card=ID_CARD)
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    def hanging(request: Any) -> Any:  # a hanging Htouhui: each query runs into the client's 7 s
+        now[0] += 7.0
+        raise TimeoutError("read timed out")
+
+    pacer = Pacer(0.5, clock=lambda: now[0], sleep=sleep)
+    fake.transport.handler = hanging  # type: ignore[attr-defined]
+    deadline = 30.0  # the invocation's time-out, on the same clock
+    check = '{"detail-type": "CheckUserStatus", "detail": {"third_party_user_id": "shop-1"}}'
+    messages = [Message(f"m{n}", check) for n in range(10)]
+    report = work(onboarding, messages, pacer, time_left=lambda: deadline - now[0], query_seconds=7.0)
+    # 0.5 + 7 + 0.5 + 2 s per message: three fit in 30 s, the seven others go back to the queue untouched
+    assert report.outcomes == {"FAILED": 3, "DEFERRED": 7}
+    assert report.failed_ids == [f"m{n}" for n in range(10)]
+    assert now[0] <= deadline  # ended in time, its closing pacing wait included
+
+
+def test_a_fresh_worker_waits_one_interval_before_its_first_query() -> None:
+    now = [100.0]
+    waited: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        now[0] += seconds
+
+    pacer = Pacer(0.5, clock=lambda: now[0], sleep=sleep)
+    pacer.hold()  # what Pacer.for_settings does: the previous container may have timed out without waiting
+    pacer.before_query()
+    assert waited == [0.5] and pacer.wait_left() == 0.5

@@ -41,6 +41,11 @@ class DispatchReport:
     found: int = 0  # due users read from the index (at most the run's limit)
     dispatched: int = 0  # claimed and sent to the queue
     taken: int = 0  # moved by someone else between the read and the claim: left alone
+    oldest_due: int | None = None  # the oldest due time in the index at the run (None: nothing due)
+
+    def oldest_due_age(self, now: int) -> int:
+        """Seconds the oldest due check has waited (0 when nothing is due): OldestDueCheckAgeSeconds."""
+        return 0 if self.oldest_due is None else max(0, now - self.oldest_due)
 
 
 class WorkQueue(Protocol):
@@ -58,35 +63,34 @@ class Checks:
     def dispatch_due(
         self, queue: WorkQueue, *, limit: int, should_stop: Callable[[], bool] | None = None
     ) -> DispatchReport:
-        """Send up to `limit` due users to the queue, oldest due first over all shards (the dispatcher).
+        """Send up to `limit` due users to the queue (the dispatcher); the rest waits in the index.
 
-        Each shard gives its oldest due users (a fair share and a half, the shards being alike by hash);
-        the oldest `limit` of them are claimed (their due time moves a dispatch lease ahead, so the next run
-        does not send them again while their message waits) and sent, ten to a message batch.
+        When everything due fits, everything due is sent. When it does not (a backlog), the run bends:
+        `schedule.OLDEST_SHARE` of it goes to the oldest due users (nothing starves) and the rest to the
+        most recently due, youngest first (for one step, the youngest forms: the users most likely still on
+        Htouhui's pages); the older ones wait, and when their turn comes each is one check for the latest
+        step it has passed (`schedule.coalesce`, in `check_scheduled`), so a backlog costs at most one check
+        per user on the ladder. Each sent user is claimed first (its due time moves a dispatch lease ahead,
+        so the next run does not send it again while its message waits), ten to a message batch.
         """
-        if limit <= 0:
-            return DispatchReport()
         store = self.core.store
         now = self.core.now()
         shards = [f"{shard:02d}" for shard in range(self.core.policy.shards)]
-        asked = dict.fromkeys(shards, min(limit, math.ceil(limit * 1.5 / len(shards)) + 1))
-        found = {shard: store.due(shard, now, asked[shard]) for shard in shards}
-        while True:  # exact oldest-first: ask again a shard whose every row made the cut (it may hold more)
-            rows = sorted(
-                (row for shard_rows in found.values() for row in shard_rows),
-                key=lambda row: (row.due, row.shard, row.third_party_user_id),
-            )[:limit]
-            cutoff = rows[-1].due if len(rows) == limit else None
-            more = [
-                shard
-                for shard in shards
-                if len(found[shard]) == asked[shard] < limit and (cutoff is None or found[shard][-1].due <= cutoff)
-            ]
-            if not more:
-                break
-            for shard in more:
-                asked[shard] = min(limit, asked[shard] * 2)
-                found[shard] = store.due(shard, now, asked[shard])
+        oldest = _merged(store, shards, now, max(1, limit), newest=False)
+        oldest_due = oldest[0].due if oldest else None
+        if limit <= 0:
+            return DispatchReport(oldest_due=oldest_due)
+        rows = oldest[:limit]
+        if len(oldest) >= limit:  # a backlog (or exactly a run's worth): youngest first, with a share for the oldest
+            keep = int(limit * schedule.OLDEST_SHARE)
+            rows = rows[:keep]
+            chosen = {row.third_party_user_id for row in rows}
+            for row in _merged(store, shards, now, limit, newest=True):
+                if len(rows) == limit:
+                    break
+                if row.third_party_user_id not in chosen:
+                    rows.append(row)
+                    chosen.add(row.third_party_user_id)
         until = now + schedule.DISPATCH_LEASE_SECONDS
         dispatched = taken = 0
         batch: list[dict[str, Any]] = []
@@ -104,7 +108,7 @@ class Checks:
         if batch:
             queue.send(batch)
             dispatched += len(batch)
-        return DispatchReport(found=len(rows), dispatched=dispatched, taken=taken)
+        return DispatchReport(found=len(rows), dispatched=dispatched, taken=taken, oldest_due=oldest_due)
 
     def check_scheduled(
         self, third_party_user_id: str, due: int, *, pace: Callable[[], None] | None = None
@@ -122,27 +126,30 @@ class Checks:
         )
         if record is None:
             return CheckOutcome.SKIPPED
-        slot = record.slot
-        if slot is None or not record.id_card or not record.htouhui_user_id:
+        taken_on = record.slot
+        if taken_on is None or not record.id_card or not record.htouhui_user_id:
             store.release_check(third_party_user_id, token)
             return CheckOutcome.SKIPPED
+        # a late check (a backlog) past its next step is one check, for the latest step passed
+        slot = schedule.coalesce(core.ladder(), third_party_user_id, taken_on, now)
+        earlier_attempts = record.check_attempts if slot == taken_on else 0
         shard = record.check_shard or core.shard_of(third_party_user_id)
         if pace is not None:
             pace()  # the rate budget: only a check that will ask Htouhui waits for its turn
         outcome = self._ask(record)
         if outcome is CheckOutcome.FAILED:
-            attempts = record.check_attempts + 1
+            attempts = earlier_attempts + 1
             if attempts < schedule.MAX_ATTEMPTS:
                 retry = schedule.Slot(slot.anchor, slot.step, core.now() + schedule.retry_delay(attempts))
                 store.settle_check(
-                    third_party_user_id, token=token, taken_on=slot, next_slot=retry, shard=shard, attempts=attempts
+                    third_party_user_id, token=token, taken_on=taken_on, next_slot=retry, shard=shard, attempts=attempts
                 )
                 return CheckOutcome.FAILED
             outcome = CheckOutcome.GAVE_UP
         store.settle_check(
             third_party_user_id,
             token=token,
-            taken_on=slot,
+            taken_on=taken_on,
             next_slot=schedule.advance(core.ladder(), third_party_user_id, slot),
             shard=shard,
         )
@@ -192,6 +199,31 @@ class Checks:
             _log_failure(record, exc)
             return CheckOutcome.FAILED
         return CheckOutcome.CHECKED
+
+
+def _merged(store: Any, shards: list[str], now: int, limit: int, *, newest: bool) -> list[Any]:
+    """The `limit` oldest (or most recently) due users over all shards, exactly: each shard gives a fair share
+    and a half (the shards being alike by hash), and a shard whose every row made the cut is asked again."""
+    asked = dict.fromkeys(shards, min(limit, math.ceil(limit * 1.5 / len(shards)) + 1))
+    found = {shard: store.due(shard, now, asked[shard], newest_first=newest) for shard in shards}
+    sign = -1 if newest else 1
+    while True:
+        rows = sorted(
+            (row for shard_rows in found.values() for row in shard_rows),
+            key=lambda row: (sign * row.due, row.shard, row.third_party_user_id),
+        )[:limit]
+        cutoff = rows[-1].due if len(rows) == limit else None
+        more = [
+            shard
+            for shard in shards
+            if len(found[shard]) == asked[shard] < limit
+            and (cutoff is None or sign * found[shard][-1].due <= sign * cutoff)
+        ]
+        if not more:
+            return rows
+        for shard in more:
+            asked[shard] = min(limit, asked[shard] * 2)
+            found[shard] = store.due(shard, now, asked[shard], newest_first=newest)
 
 
 def _log_failure(record: UserRecord, exc: Exception) -> None:

@@ -213,6 +213,7 @@ USERS_RECONCILED: Final = "UsersReconciled"
 RECONCILE_FAILURES: Final = "ReconcileFailures"  # a step skipped after its last failed attempt, or a rejection
 RECONCILE_RETRIES: Final = "ReconcileRetries"  # a failed attempt that goes back to the queue with backoff
 RECONCILE_DISPATCHED: Final = "ReconcileDispatched"
+OLDEST_DUE_CHECK_AGE: Final = "OldestDueCheckAgeSeconds"  # the dispatcher, every run: the oldest due check's wait
 STATUS_EVENTS_PUBLISHED: Final = "StatusEventsPublished"
 HTOUHUI_LATENCY: Final = "HtouhuiLatency"
 HTOUHUI_RESULT: Final = "HtouhuiResult"

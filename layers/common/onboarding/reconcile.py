@@ -10,6 +10,10 @@
   once, and each invocation starts a query at most every `pacing_interval` seconds and returns no sooner
   than that after its last query (`Pacer`). Each of the `workers + priority_workers` slots therefore starts
   at most one query per interval, and all of them together at most `budget` queries per second.
+- The budget holds under failures: a query that times out counted when it started; an invocation never runs
+  into Lambda's time-out (it takes no further message once its remaining time cannot cover the pacing wait,
+  the client's worst query and the closing wait: those messages are delivered again), and a fresh container
+  (after a crash or a time-out all the same) waits one interval before its first query.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from onboarding.rules import Onboarding
 
 CHECK_USER_STATUS = "CheckUserStatus"
 QUEUE_HORIZON_SECONDS = 120  # the dispatcher keeps at most this much of the scheduled share queued
+RESERVE_SECONDS = 2.0  # a worker's margin for the store's writes and the reply after its last query
 
 
 def scheduled_rate(settings: Settings) -> float:
@@ -63,7 +68,18 @@ class Pacer:
     @classmethod
     def for_settings(cls, settings: Settings) -> Pacer:
         slots = settings.reconcile_workers + settings.reconcile_priority_workers
-        return cls(schedule.pacing_interval(settings.reconcile_rate_budget, slots))
+        pacer = cls(schedule.pacing_interval(settings.reconcile_rate_budget, slots))
+        pacer.hold()
+        return pacer
+
+    def hold(self) -> None:
+        """Count now as a query start: a fresh container cannot know when its predecessor (one that crashed or
+        timed out, and so never waited) last asked, so it waits one interval first."""
+        self._last = self.clock()
+
+    def wait_left(self) -> float:
+        """Seconds until the slot may start its next query (0: now)."""
+        return 0.0 if self._last is None else max(0.0, self._last + self.interval - self.clock())
 
     def before_query(self) -> None:
         self.wait_out()
@@ -110,11 +126,31 @@ def read_message(body: str) -> tuple[str, str | None, int | None]:
     return "invalid", None, None
 
 
-def work(onboarding: Onboarding, messages: Iterable[Message], pacer: Pacer) -> WorkReport:
-    """Check each message's user in turn, paced; a malformed message is dropped (retrying cannot fix it)."""
+def work(
+    onboarding: Onboarding,
+    messages: Iterable[Message],
+    pacer: Pacer,
+    *,
+    time_left: Callable[[], float] | None = None,
+    query_seconds: float = 0.0,
+) -> WorkReport:
+    """Check each message's user in turn, paced; a malformed message is dropped (retrying cannot fix it).
+
+    With `time_left` (seconds left in the invocation), a message is only taken while the rest of the
+    invocation covers the pacing wait, `query_seconds` (the client's worst query: connect + read time-outs),
+    the closing wait and a reserve; the messages left are reported to be delivered again (DEFERRED).
+    """
     report = WorkReport()
+    pending = list(messages)
     try:
-        for message in messages:
+        for position, message in enumerate(pending):
+            if time_left is not None:
+                needed = pacer.wait_left() + query_seconds + pacer.interval + RESERVE_SECONDS
+                if time_left() < needed:
+                    for left in pending[position:]:
+                        report.add("DEFERRED")
+                        report.failed_ids.append(left.message_id)
+                    break
             kind, user, due = read_message(message.body)
             if kind == "invalid" or user is None:
                 report.add("INVALID")

@@ -10,7 +10,9 @@ next day's peak, and so that the same user and step always get the same time (a 
 - status 3, or completing the last step, takes the user out of the schedule;
 - news below status 3 (notification, browser return, refresh, CheckUserStatus, a fresh form) restarts
   the ladder at step 0 from that moment;
-- a failed check is tried again after `retry_delay(attempts)`; the `MAX_ATTEMPTS`-th failure skips the step.
+- a failed check is tried again after `retry_delay(attempts)`; the `MAX_ATTEMPTS`-th failure skips the step;
+- a check taken late, past its next step's time (a backlog), is one check for the latest step passed
+  (`coalesce`): the skipped steps cost no query, so a backlog costs one check per user, whatever its age.
 
 Nothing here reads a clock, a table or the network: the store and the workers pass the moments in.
 """
@@ -30,6 +32,7 @@ JITTER: Final = 0.2  # a step's check is due within its first fifth: 24 h -> 24 
 MAX_ATTEMPTS: Final = 5  # failed attempts of one step before it is skipped (and a failure counted)
 RETRY_BASE_SECONDS: Final = 30  # 30 s, 60 s, 120 s, 240 s between the failed attempts of a step
 DISPATCH_LEASE_SECONDS: Final = 900  # a dispatched user comes back due after this if its message is lost
+OLDEST_SHARE: Final = 0.1  # of a run that cannot send everything due: the oldest due; the rest youngest first
 CHECK_LEASE_SECONDS: Final = 120  # one check at a time per user; a crashed worker's lease expires
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _STEP = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -98,6 +101,20 @@ def advance(ladder: Ladder, third_party_user_id: str, slot: Slot) -> Slot | None
     if ladder.is_last(slot.step):
         return None
     step = slot.step + 1
+    return Slot(slot.anchor, step, ladder.due(third_party_user_id, slot.anchor, step))
+
+
+def coalesce(ladder: Ladder, third_party_user_id: str, slot: Slot, now: int) -> Slot:
+    """Overload that bends: a check overdue past its next step(s) is one check, for the latest step it has passed.
+
+    The ladder's anchor is kept; the step becomes the last one due at `now` (never an earlier one, never
+    past the last step). A check on time (or only its own step passed) is returned unchanged.
+    """
+    step = slot.step
+    while not ladder.is_last(step) and ladder.due(third_party_user_id, slot.anchor, step + 1) <= now:
+        step += 1
+    if step == slot.step:
+        return slot
     return Slot(slot.anchor, step, ladder.due(third_party_user_id, slot.anchor, step))
 
 

@@ -30,15 +30,16 @@ LEASE_ATTRIBUTES: Final = ("check_lease", "check_token")
 
 
 class Schedule(Tables):
-    def due(self, shard: str, now: int, limit: int) -> list[DueUser]:
-        """Up to `limit` users of one shard whose check is due at `now`, oldest due first (the index only)."""
+    def due(self, shard: str, now: int, limit: int, *, newest_first: bool = False) -> list[DueUser]:
+        """Up to `limit` users of one shard whose check is due at `now`, oldest due first (or most recently due
+        first), from the index only."""
         request: dict[str, Any] = {
             "TableName": self.users_table,
             "IndexName": DUE_INDEX,
             "KeyConditionExpression": "#shard = :shard AND #due <= :now",
             "ExpressionAttributeNames": {"#shard": SHARD_ATTRIBUTE, "#due": DUE_ATTRIBUTE},
             "ExpressionAttributeValues": dynamo.values({":shard": shard, ":now": now}),
-            "ScanIndexForward": True,
+            "ScanIndexForward": not newest_first,
             "Limit": min(1000, limit),
         }
         found: list[DueUser] = []
