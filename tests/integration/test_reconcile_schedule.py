@@ -227,6 +227,23 @@ def test_the_dispatcher_is_bounded_and_under_a_backlog_sends_the_youngest_first(
     assert sorted(m["third_party_user_id"] for m in queue.messages[10:]) == [f"d{n:02d}" for n in range(2, 7)]
 
 
+def test_a_backlog_younger_than_the_bend_threshold_is_sent_oldest_first(
+    onboarding: Onboarding, fake: FakeHtouhui, clock: Clock
+) -> None:
+    start = now_of(clock)
+    for number in range(25):  # a peak passing: forms 20 s apart, the oldest check due for under 10 minutes
+        opened(onboarding, f"p{number:02d}", f"138001382{number:02d}")
+        clock.advance(20)
+    clock.advance(400)
+    dues = {f"p{n:02d}": LADDER.due(f"p{n:02d}", start + 20 * n, 0) for n in range(25)}
+    assert now_of(clock) - min(dues.values()) < schedule.BEND_AFTER_SECONDS
+    due_now = sorted((due, user) for user, due in dues.items() if due <= now_of(clock))
+    assert len(due_now) > 10
+    queue = ListQueue()
+    onboarding.checks.dispatch_due(queue, limit=10)
+    assert [m["third_party_user_id"] for m in queue.messages] == [user for _, user in due_now[:10]]
+
+
 def test_the_worker_paces_each_message_and_retries_only_check_user_status(
     onboarding: Onboarding, fake: FakeHtouhui, clock: Clock
 ) -> None:

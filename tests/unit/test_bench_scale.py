@@ -20,7 +20,12 @@ from bench.keys import make_keys
 
 def test_a_short_simulation_is_well_formed_and_the_sample_agrees_with_the_model(tmp_path: Path) -> None:
     figures, details = scale.measure(
-        make_keys(tmp_path / "keys"), days=9, sample_days=2, budgets=(50.0,), plot=tmp_path / "scale.png"
+        make_keys(tmp_path / "keys"),
+        days=9,
+        sample_days=2,
+        budgets=(50.0,),
+        scenario_days=4,
+        plot=tmp_path / "scale.png",
     )
     rows = details["budgets"]["50"]["days"]
     assert [row["day"] for row in rows] == list(range(1, 10))
@@ -33,3 +38,17 @@ def test_a_short_simulation_is_well_formed_and_the_sample_agrees_with_the_model(
     assert sample["busiest_interval_queries"] <= sample["slots"]
     assert {figure.section for figure in figures} == {"scale"} and all(figure.value is not None for figure in figures)
     assert (tmp_path / "scale.png").stat().st_size > 10_000
+    scenarios = {row["name"]: row for row in details["scenarios"]}
+    assert len(scenarios) == 5 and any(name.startswith("10 M") for name in scenarios)
+    for row in scenarios.values():
+        assert set(row) >= {
+            "name", "queries_per_day", "peak_qps", "budget_qps", "worst_delay_minutes", "p99_delay_minutes",
+            "largest_backlog", "daily_backlog",
+        }  # fmt: skip
+        assert len(row["daily_backlog"]) == 4 and row["peak_qps"] <= row["budget_qps"]
+        assert row["daily_backlog"][-1] <= 1  # the backlog drains: it does not grow with time
+    cohort = scenarios["stated cohort"]
+    assert cohort["worst_delay_minutes"] <= cohort["before"]["worst_delay_minutes"]
+    outage = scenarios["nobody completes for 24 h, then normal"]
+    assert outage["largest_backlog"] < outage["before"]["largest_backlog"]  # coalescing: fewer checks owed
+    assert outage["queries_per_day"] > cohort["queries_per_day"]

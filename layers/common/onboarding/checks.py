@@ -65,7 +65,8 @@ class Checks:
     ) -> DispatchReport:
         """Send up to `limit` due users to the queue (the dispatcher); the rest waits in the index.
 
-        When everything due fits, everything due is sent. When it does not (a backlog), the run bends:
+        When everything due fits, everything due is sent, and so it is oldest first while the oldest due has
+        waited less than `schedule.BEND_AFTER_SECONDS` (a peak passing). Past that (overload), the run bends:
         `schedule.OLDEST_SHARE` of it goes to the oldest due users (nothing starves) and the rest to the
         most recently due, youngest first (for one step, the youngest forms: the users most likely still on
         Htouhui's pages); the older ones wait, and when their turn comes each is one check for the latest
@@ -81,7 +82,8 @@ class Checks:
         if limit <= 0:
             return DispatchReport(oldest_due=oldest_due)
         rows = oldest[:limit]
-        if len(oldest) >= limit:  # a backlog (or exactly a run's worth): youngest first, with a share for the oldest
+        overloaded = oldest_due is not None and now - oldest_due >= schedule.BEND_AFTER_SECONDS
+        if len(oldest) >= limit and overloaded:  # a lasting backlog: youngest first, with a share for the oldest
             keep = int(limit * schedule.OLDEST_SHARE)
             rows = rows[:keep]
             chosen = {row.third_party_user_id for row in rows}

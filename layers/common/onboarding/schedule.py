@@ -33,6 +33,7 @@ MAX_ATTEMPTS: Final = 5  # failed attempts of one step before it is skipped (and
 RETRY_BASE_SECONDS: Final = 30  # 30 s, 60 s, 120 s, 240 s between the failed attempts of a step
 DISPATCH_LEASE_SECONDS: Final = 900  # a dispatched user comes back due after this if its message is lost
 OLDEST_SHARE: Final = 0.1  # of a run that cannot send everything due: the oldest due; the rest youngest first
+BEND_AFTER_SECONDS: Final = 600  # a backlog this old is overload, not a peak passing: only then youngest first
 CHECK_LEASE_SECONDS: Final = 120  # one check at a time per user; a crashed worker's lease expires
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _STEP = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
