@@ -4,7 +4,8 @@
   fresh pair of the template's tables (users, notifications).
 - `stack_sandbox`: the Htouhui sandbox over HTTP (one per module, fast delivery schedule).
 - `bridge`: the local stack's HTTP API answering with the functions run in this process (one per module).
-- `stack`: one configured stack per test: fresh tables, the template's environment pointed at those three.
+- `stack`: one configured stack per test: fresh tables (and a refresh budget table), the template's environment
+  pointed at those three.
 - `start_sandbox(**SandboxConfig options)`: a sandbox on an ephemeral port, stopped after the test; `sandbox`:
   one at time scale 0.001; `client`: the project's HtouhuiClient pointed at it; `receiver`: a notify_url
   that records posts (helpers.Receiver).
@@ -35,6 +36,7 @@ from helpers import (
 from htouhui_fake import FakeHtouhui
 from rules_support import PARTNER, Clock, client_factory, settings_for
 from sandbox.server import RunningSandbox, Sandbox, SandboxConfig
+from stack.aws import create_template_tables
 
 from htouhui import protocol
 from htouhui.client import HtouhuiClient
@@ -99,6 +101,8 @@ def stack(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Stack]:
     users, notifications = tables
+    refresh_budget = f"refresh-budget-{users}"  # GET ?refresh=true's window counts (onboarding.refresh)
+    create_template_tables(dynamodb, {"RefreshBudgetTable": refresh_budget})
     queue_url = sqs_client(aws).create_queue(QueueName=f"reconcile-{users}")["QueueUrl"]
     environment = bridge.functions.environment(
         {
@@ -116,6 +120,9 @@ def stack(
             "RECONCILE_LADDER": "1s,10m,1h",
             "RECONCILE_RATE_BUDGET": "2000",
             "RECONCILE_QUEUE_URL": queue_url,
+            # a refresh budget no test meets by chance (tests/integration/test_refresh_route.py lowers it)
+            "REFRESH_RATE_BUDGET": "1000",
+            "REFRESH_BUDGET_TABLE": refresh_budget,
             "AWS_ENDPOINT_URL_SQS": aws,
             "EVENT_BUS_NAME": "htouhui-test",
         }

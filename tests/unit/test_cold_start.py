@@ -30,6 +30,7 @@ NOT_READ_BY_NOTIFY = {
     "ReconcileRateBudget",
     "ReconcileShards",
     "ReconcileWorkers",
+    "RefreshRateBudget",  # query_user's ?refresh=true
     "NotifyProvisionedConcurrency",  # on the alias
 }
 

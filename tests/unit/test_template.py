@@ -62,8 +62,11 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
     "RegisterFunction": _grants({USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")}),
     # mark_open_requested: UpdateItem (+ GetItem to explain a refusal), then sign the form
     "OpenAccountFunction": _grants({USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem")}),
-    # get; ?refresh=true: query Htouhui, apply_status without notify_no (UpdateItem, no history)
-    "QueryUserFunction": _grants({USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem")}),
+    # get; ?refresh=true: one UpdateItem on the refresh budget table (onboarding.refresh, nothing else there), then
+    # query Htouhui, apply_status without notify_no (UpdateItem, no history)
+    "QueryUserFunction": _grants(
+        {USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem"), "RefreshBudgetTable.Arn": ("dynamodb:UpdateItem",)}
+    ),
     # apply_status with notify_no: TransactWriteItems (Put history + Update user), a plain Put when stale
     "NotifyFunction": _grants(
         {USERS: ("dynamodb:GetItem", "dynamodb:UpdateItem"), NOTIFICATIONS: ("dynamodb:PutItem",)},
@@ -245,6 +248,8 @@ def test_globals_runtime_and_environment(template: dict[str, Any]) -> None:
         "RECONCILE_WORKERS",
         "RECONCILE_PRIORITY_WORKERS",
         "RECONCILE_QUEUE_URL",
+        "REFRESH_RATE_BUDGET",
+        "REFRESH_BUDGET_TABLE",
         "MERCHANT_PRIVATE_KEY",
         "HTOUHUI_PUBLIC_KEY",
         "HTOUHUI_PUBLIC_KEY_NEXT",
@@ -265,6 +270,9 @@ def test_globals_runtime_and_environment(template: dict[str, Any]) -> None:
     assert parameters["ReconcileShards"]["Default"] == defaults["reconcile_shards"].default
     assert parameters["ReconcileRateBudget"]["Default"] == defaults["reconcile_rate_budget"].default
     assert parameters["ReconcileWorkers"]["Default"] == defaults["reconcile_workers"].default
+    assert parameters["RefreshRateBudget"]["Default"] == defaults["refresh_rate_budget"].default
+    assert env["REFRESH_RATE_BUDGET"] == {"Ref": "RefreshRateBudget"}
+    assert env["REFRESH_BUDGET_TABLE"] == {"Ref": "RefreshBudgetTable"}
     assert int(env["RECONCILE_PRIORITY_WORKERS"]) == defaults["reconcile_priority_workers"].default
     # keys: a secretsmanager: source naming a secret this template creates, never key material
     assert env["MERCHANT_PRIVATE_KEY"] == {"Fn::Sub": "secretsmanager:${MerchantPrivateKeySecret}"}
@@ -434,13 +442,22 @@ def test_tables_match_the_store(template: dict[str, Any]) -> None:
     ]
     assert by_user["Projection"] == {"ProjectionType": "KEYS_ONLY"}
 
-    for table in (users, notifications):
+    # the refresh budget's windows (onboarding.refresh): keyed by the window's epoch second, expiring by TTL
+    from onboarding import refresh
+
+    budget = template["Resources"]["RefreshBudgetTable"]["Properties"]
+    assert budget["KeySchema"] == [{"AttributeName": refresh.WINDOW_KEY, "KeyType": "HASH"}]
+    assert budget["AttributeDefinitions"] == [{"AttributeName": refresh.WINDOW_KEY, "AttributeType": "N"}]
+    assert budget["TimeToLiveSpecification"] == {"AttributeName": refresh.EXPIRES_ATTRIBUTE, "Enabled": True}
+    assert "GlobalSecondaryIndexes" not in budget and "StreamSpecification" not in budget
+
+    for table in (users, notifications, budget):
         assert table["BillingMode"] == "PAY_PER_REQUEST"
         assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
         assert table["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Ref": "DataKey"}}
         assert table["DeletionProtectionEnabled"] == {"Fn::If": ["IsDeletionProtected", True, False]}
     assert template["Parameters"]["DeletionProtection"]["Default"] == "true"
-    for name in ("UsersTable", "NotificationsTable", "DataKey"):
+    for name in ("UsersTable", "NotificationsTable", "RefreshBudgetTable", "DataKey"):
         assert template["Resources"][name]["DeletionPolicy"] == "Retain"
 
 

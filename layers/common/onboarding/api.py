@@ -41,7 +41,7 @@ from htouhui.errors import (
     code_meaning,
 )
 from htouhui.models import ThirdPartyUserId, field_name, is_loopback_host
-from onboarding.errors import Conflict, InvalidInput, StoreUnavailable, UserNotFound
+from onboarding.errors import Conflict, InvalidInput, RefreshBudgetSpent, StoreUnavailable, UserNotFound
 from onboarding.observability import logger
 
 JSON: Final = "application/json; charset=utf-8"
@@ -116,8 +116,8 @@ ERROR_RESPONSES: Final[dict[int, Any]] = {
         (502, "upstream_error: Htouhui answered an error code, a bad signature or something unreadable"),
         (
             503,
-            "upstream_busy: Htouhui said 9999 after retries; upstream_unreachable: Htouhui could not be reached;"
-            " unavailable: our storage",
+            "upstream_busy: Htouhui said 9999 after retries, or the refresh budget (REFRESH_RATE_BUDGET) is spent"
+            " this second; upstream_unreachable: Htouhui could not be reached; unavailable: our storage",
         ),
         (504, "upstream_timeout: no answer from Htouhui in time, after retries"),
     )
@@ -131,6 +131,7 @@ class ApiError:
     message: str
     fields: list[tuple[str, str]] = field(default_factory=list)
     htouhui_code: str | None = None
+    retry_after: int = 1  # seconds, the Retry-After of a 503 or 504
 
 
 def _validation(exc: RequestValidationError) -> ApiError:
@@ -168,6 +169,7 @@ ERRORS: Final[dict[type[Exception], Callable[[Any], ApiError]]] = {
     HtouhuiSignatureError: lambda _: ApiError(502, "upstream_error", "Htouhui's answer failed signature verification"),
     HtouhuiProtocolError: lambda _: ApiError(502, "upstream_error", "Htouhui's answer could not be read"),
     HtouhuiBusy: lambda exc: ApiError(503, "upstream_busy", "Htouhui is busy; try again later", htouhui_code=exc.code),
+    RefreshBudgetSpent: lambda exc: ApiError(503, "upstream_busy", str(exc), retry_after=exc.retry_after),
     HtouhuiUnreachable: lambda _: ApiError(
         503, "upstream_unreachable", "Htouhui could not be reached; try again later"
     ),
@@ -243,7 +245,7 @@ def error_body(error: ApiError, request_id_: str) -> dict[str, Any]:
 def error_response(error: ApiError, request_id_: str) -> Response[Any]:
     headers = {"Cache-Control": "no-store"}
     if error.status in (HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.GATEWAY_TIMEOUT):
-        headers["Retry-After"] = "1"
+        headers["Retry-After"] = str(error.retry_after)
     return Response(
         status_code=error.status,
         content_type=JSON,

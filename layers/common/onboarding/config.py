@@ -145,6 +145,9 @@ SETTINGS: Final[dict[str, Setting]] = {
     "reconcile_workers": Setting("RECONCILE_WORKERS", _number(1, 1000, whole=True), 23),
     "reconcile_priority_workers": Setting("RECONCILE_PRIORITY_WORKERS", _number(1, 1000, whole=True), 2),
     "reconcile_queue_url": Setting("RECONCILE_QUEUE_URL"),
+    # GET ?refresh=true: its own query budget beside reconciliation's, counted in the refresh budget table
+    "refresh_rate_budget": Setting("REFRESH_RATE_BUDGET", _number(0.01, 10000), 5.0),
+    "refresh_budget_table": Setting("REFRESH_BUDGET_TABLE"),
     "users_table": Setting("USERS_TABLE"),
     "notifications_table": Setting("NOTIFICATIONS_TABLE"),
     # read on their own (Setting.alone): by the module named, when it needs them
@@ -231,6 +234,10 @@ class Settings:
     reconcile_workers: int = 23
     reconcile_priority_workers: int = 2
     reconcile_queue_url: str | None = None
+    # GET ?refresh=true (onboarding.refresh): queries per second over all query_user instances, counted in a table
+    # of per-second windows; Htouhui's query interface sees at most reconcile_rate_budget + refresh_rate_budget.
+    refresh_rate_budget: float = 5.0
+    refresh_budget_table: str | None = None
     # what was loaded, by kind ("keys", "htouhui"): (monotonic time of the load, value)
     _loaded: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -260,6 +267,8 @@ class Settings:
             reconcile_workers=value["reconcile_workers"],
             reconcile_priority_workers=value["reconcile_priority_workers"],
             reconcile_queue_url=value["reconcile_queue_url"],
+            refresh_rate_budget=value["refresh_rate_budget"],
+            refresh_budget_table=value["refresh_budget_table"],
         )
 
     @property

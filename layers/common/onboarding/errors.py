@@ -68,6 +68,14 @@ class InvalidInput(OnboardingError):
         self.fields = fields
 
 
+class RefreshBudgetSpent(OnboardingError):
+    """GET ?refresh=true over REFRESH_RATE_BUDGET (503 upstream_busy, Retry-After): Htouhui was not asked."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__("refresh budget spent this second; try again")
+        self.retry_after = retry_after
+
+
 class RejectionReason(enum.StrEnum):
     """Why a notification or browser return was refused: a closed list, the `reason` dimension of the metric."""
 

@@ -215,6 +215,7 @@ RECONCILE_RETRIES: Final = "ReconcileRetries"  # a failed attempt that goes back
 RECONCILE_DISPATCHED: Final = "ReconcileDispatched"
 OLDEST_DUE_CHECK_AGE: Final = "OldestDueCheckAgeSeconds"  # the dispatcher, every run: the oldest due check's wait
 STATUS_EVENTS_PUBLISHED: Final = "StatusEventsPublished"
+REFRESHES_REFUSED: Final = "RefreshesRefused"  # GET ?refresh=true over REFRESH_RATE_BUDGET (onboarding.refresh)
 HTOUHUI_LATENCY: Final = "HtouhuiLatency"
 HTOUHUI_RESULT: Final = "HtouhuiResult"
 # The onboarding funnel, counted from the users table's stream (stored changes, not requests: status_events)

@@ -4,13 +4,14 @@ Registration(core)
 .register(body) -> (UserView, created)     # created: registered now (201)
 .open_account(third_party_user_id, body, *, notify_url, default_return_url, own_host) -> OpenAccountPage
 .view(third_party_user_id) -> UserView
-.refresh(third_party_user_id) -> UserView  # asks Htouhui first
+.refresh(third_party_user_id) -> UserView  # asks Htouhui first, within the refresh budget (onboarding.refresh)
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -19,16 +20,20 @@ from htouhui.errors import HtouhuiProtocolError
 from htouhui.models import OpenAccountForm, RegisterRequest, field_rules
 from htouhui.page import OpenAccountPage, build_open_account_page
 from onboarding.core import Core, entry_with_port, host_and_port, required
-from onboarding.errors import InvalidInput, MobileMismatch, RegistrationInProgress
+from onboarding.errors import InvalidInput, MobileMismatch, RefreshBudgetSpent, RegistrationInProgress
 from onboarding.models import COMPLETED_STATUS, OpenAccountBody, RegisterBody, UserView
 from onboarding.store import ClaimOutcome
+
+if TYPE_CHECKING:
+    from onboarding.refresh import RefreshBudget
 
 logger = logging.getLogger(__name__)
 
 
 class Registration:
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, refresh_budget: RefreshBudget | None = None) -> None:
         self.core = core
+        self.refresh_budget = refresh_budget  # None: refreshes are not counted (the bench, tests of the rules)
 
     def mobile_digest(self, mobile: str) -> str:
         """What we keep of the mobile: enough to tell "same mobile" on a second register, nothing more."""
@@ -118,10 +123,21 @@ class Registration:
         return self.core.registered(third_party_user_id).view()
 
     def refresh(self, third_party_user_id: str) -> UserView:
-        """Ask Htouhui (query interface), store the answer through the monotonic update, show the result."""
+        """Ask Htouhui (query interface), store the answer through the monotonic update, show the result.
+
+        The query is counted against the refresh budget first: over budget, RefreshBudgetSpent and nothing changed.
+        """
         record = self.core.registered(third_party_user_id)
         if not record.id_card:
             return record.view()  # the query interface needs the id_card: nothing to ask before open-account
+        budget = self.refresh_budget
+        if budget is not None:
+            now = self.core.clock().timestamp()
+            if not budget.take(now):
+                from onboarding.observability import REFRESHES_REFUSED, count
+
+                count(REFRESHES_REFUSED)
+                raise RefreshBudgetSpent(budget.retry_after(now))
         self.core.check(record)
         view = self.view(third_party_user_id)
         if view.status is None or view.status < COMPLETED_STATUS:

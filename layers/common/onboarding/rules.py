@@ -32,12 +32,14 @@ from onboarding.store import Store
 if TYPE_CHECKING:
     from onboarding.checks import Checks
     from onboarding.inbound import Inbound
+    from onboarding.refresh import RefreshBudget
     from onboarding.registration import Registration
 
 
 class Onboarding:
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, *, refresh_budget: RefreshBudget | None = None) -> None:
         self.core = core
+        self.refresh_budget = refresh_budget  # GET ?refresh=true's own budget (None: not counted)
 
     @classmethod
     def configured(
@@ -47,9 +49,11 @@ class Onboarding:
         client_factory: Callable[[], HtouhuiGateway],
         *,
         clock: Callable[[], datetime] = utc_now,
+        refresh_budget: RefreshBudget | None = None,
     ) -> Onboarding:
         """The rules with this configuration's policy and keys."""
-        return cls(Core(Policy.of(settings), settings, store, client_factory, clock=clock))
+        core = Core(Policy.of(settings), settings, store, client_factory, clock=clock)
+        return cls(core, refresh_budget=refresh_budget)
 
     @property
     def store(self) -> Store:
@@ -59,7 +63,7 @@ class Onboarding:
     def registration(self) -> Registration:
         from onboarding.registration import Registration
 
-        return Registration(self.core)
+        return Registration(self.core, self.refresh_budget)
 
     @cached_property
     def inbound(self) -> Inbound:

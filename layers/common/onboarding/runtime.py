@@ -30,14 +30,21 @@ def settings() -> Settings:
         return value
 
 
-def client_factory(current: Settings) -> Callable[[], HtouhuiClient]:
-    """A factory of Htouhui clients that report every attempt to the metrics (latency and result code)."""
+def client_factory(current: Settings, *, once: bool = False) -> Callable[[], HtouhuiClient]:
+    """A factory of Htouhui clients that report every attempt to the metrics (latency and result code); `once`:
+    one attempt per call, the client's retries off (the keys are still `current`'s, loaded and cached once)."""
+    import dataclasses
+
     from htouhui.client import HtouhuiClient
     from onboarding.observability import record_attempt
 
+    options = current.client
+    if once:
+        options = dataclasses.replace(options, retry=dataclasses.replace(options.retry, max_attempts=1))
+
     def build() -> HtouhuiClient:
         keys = current.keys()
-        return HtouhuiClient(current.client, keys.merchant_private, keys.htouhui_public, on_attempt=record_attempt)
+        return HtouhuiClient(options, keys.merchant_private, keys.htouhui_public, on_attempt=record_attempt)
 
     return build
 
@@ -46,6 +53,7 @@ def onboarding() -> Onboarding:
     current = settings()
     with _lock:
         if "onboarding" not in _state:
+            from onboarding.refresh import QueriesOnce, RefreshBudget
             from onboarding.retention import history_days
             from onboarding.rules import Onboarding
             from onboarding.store import UserStore
@@ -55,7 +63,12 @@ def onboarding() -> Onboarding:
                 current.notifications_table or "",
                 history_days=history_days(),
             )
-            _state["onboarding"] = Onboarding.configured(current, store, client_factory(current), **_clock())
+            # register keeps the client's retries; a refresh's query is one attempt, one taken from its budget
+            retrying, once = client_factory(current), client_factory(current, once=True)
+            budget = RefreshBudget(current.refresh_budget_table, current.refresh_rate_budget)
+            _state["onboarding"] = Onboarding.configured(
+                current, store, lambda: QueriesOnce(retrying, once), refresh_budget=budget, **_clock()
+            )
         value: Onboarding = _state["onboarding"]
         return value
 
