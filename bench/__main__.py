@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 sample_days=settings["scale_sample_days"],
                 plot=args.out.with_name("scale.png"),
                 progress=progress,
+                cost=True,  # results["scale"]["cost"]: bench.cost
             )
             figures += found
             progress("scale done")

@@ -270,6 +270,9 @@ class MemoryStore:
         self._change(row.third_party_user_id, lambda i: i.update(next_check_at=until))
         return True
 
+    def claim_dispatches(self, rows: Any, until: int) -> list[bool]:
+        return [self.claim_dispatch(row, until) for row in rows]  # one thread: the dicts have no lock
+
     def restart_schedule(self, user: str, slot: Any, shard: str) -> bool:
         item = self.items.get(user)
         if item is None or not item.get("id_card") or (item.get("status") or 0) >= 3:
@@ -624,6 +627,7 @@ def measure(
     scenario_days: int | None = None,
     plot: Path | None = None,
     progress: Callable[[str], None] = lambda _line: None,
+    cost: bool = False,
 ) -> tuple[list[Figure], dict[str, Any]]:
     from onboarding import reconcile, schedule
     from onboarding.config import Settings
@@ -692,6 +696,13 @@ def measure(
             Figure("scale", f"sample busiest pacing interval at {key}/s", sample["busiest_interval_queries"],
                    sample["slots"], "queries", target=1.0, direction="max"),
         ]  # fmt: skip
+    if cost:  # the stack's cost at the first budget's steady queries a day (bench.cost)
+        from bench import cost as costs
+
+        steady_days = details["budgets"][f"{budgets[0]:g}"]["days"][ladder_days:] or rows[-1:]
+        queries = max(row["queries"] for row in steady_days)
+        found, details["cost"] = costs.measure(keys_dir, queries_per_day=queries, progress=progress)
+        figures += found
     details["scenarios"] = run_scenarios(min(days, 30) if scenario_days is None else scenario_days, progress)
     figures += scenario_figures(details["scenarios"])
     details["cpu_seconds"] = round(time.process_time() - started, 1)

@@ -81,6 +81,7 @@ SUBJECTS: dict[str, frozenset[str]] = {
     "local": frozenset(
         {
             "test_bench_run",
+            "test_bench_cost",
             "test_bench_scale",
             "test_bench_stats",
             "test_browser_flow",

@@ -125,6 +125,56 @@ def test_status_3_leaves_the_schedule_and_news_below_3_restarts_the_ladder(
     )
 
 
+class WriteLog:
+    """The store's DynamoDB client, each UpdateItem noted as (user, expression): which writes a check makes."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.updates: list[tuple[str, str]] = []
+
+    def update_item(self, **request: Any) -> Any:
+        self.updates.append((request["Key"]["third_party_user_id"]["S"], request["UpdateExpression"]))
+        return self.client.update_item(**request)
+
+    def of(self, user: str, part: str) -> int:
+        return sum(1 for who, expression in self.updates if who == user and part in expression)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_an_answer_that_changes_nothing_is_not_written_and_status_3_only_gives_the_lease_back(
+    onboarding: Onboarding, fake: FakeHtouhui, clock: Clock
+) -> None:
+    store: Any = onboarding.store
+    log = WriteLog(store.client())
+    store.use_client(log)
+    opened(onboarding, "w1", "13800138011")
+    fake.set_status("w1", 1, id_card=ID_CARD)
+    queue = ListQueue()
+    clock.advance(400)
+    assert run_due(onboarding, queue) == [CheckOutcome.CHECKED]
+    first = onboarding.store.get("w1")
+    assert first is not None and first.status == 1 and first.slot is not None and first.slot.step == 1
+    assert log.of("w1", "#status = :new") == 1  # the first answer is news: stored
+    clock.advance(LADDER.steps[1])
+    assert run_due(onboarding, queue) == [CheckOutcome.CHECKED]  # the same answer again
+    assert log.of("w1", "#status = :new") == 1  # nothing to store: no write (its condition would fail)
+    again = onboarding.store.get("w1")
+    assert again is not None and again.updated_at == first.updated_at
+    assert again.slot is not None and again.slot.step == 2  # the ladder moved all the same
+
+    fake.set_status("w1", 3, id_card=ID_CARD, bank_card_number=CARD)  # finished, its notification lost
+    clock.advance(LADDER.steps[2])
+    settles = log.of("w1", "check_step = :next_step")
+    assert run_due(onboarding, queue) == [CheckOutcome.CHECKED]
+    finished = onboarding.store.get("w1")
+    assert finished is not None and finished.status == 3 and not finished.scheduled
+    assert finished.check_lease is None and finished.check_token is None  # the lease given back
+    assert log.of("w1", "check_step = :next_step") == settles  # and no settle bound to fail was tried
+    assert log.of("w1", "#status = :new") == 2
+
+
 def test_a_failed_check_backs_off_and_the_fifth_failure_skips_the_step(
     onboarding: Onboarding, fake: FakeHtouhui, clock: Clock
 ) -> None:

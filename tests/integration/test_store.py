@@ -287,6 +287,18 @@ def test_a_dispatch_claim_moves_the_due_time_once(store: UserStore) -> None:
     assert store.due("00", EPOCH + 900, 10)[0].due == EPOCH + 900  # a lost message: due again after the lease
 
 
+def test_parallel_dispatch_claims_each_answer_for_their_own_user(store: UserStore) -> None:
+    for number in range(40):
+        scheduled(store, f"m{number:02d}", EPOCH)
+    rows = store.due("00", EPOCH, 100)
+    taken = rows[5]
+    assert store.claim_dispatch(taken, EPOCH + 60)  # another dispatcher got this one first
+    claimed = store.claim_dispatches(rows, EPOCH + 900)
+    assert claimed == [row is not taken for row in rows]  # in order; one conflict takes nothing from the others
+    assert store.claim_dispatches(rows, EPOCH + 900) == [False] * len(rows)
+    assert [row.due for row in store.due("00", EPOCH + 900, 100)].count(EPOCH + 900) == len(rows) - 1
+
+
 def test_a_check_lease_is_held_by_one_check_at_a_time(store: UserStore) -> None:
     scheduled(store, "l1", EPOCH)
     first = store.begin_check("l1", token="a", now=EPOCH, lease_until=EPOCH + 120, due=EPOCH)

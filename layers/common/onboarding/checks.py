@@ -22,9 +22,12 @@ from typing import Any, Protocol
 from htouhui.errors import HtouhuiRejected
 from onboarding import schedule
 from onboarding.core import Core
-from onboarding.store import UserRecord
+from onboarding.models import COMPLETED_STATUS
+from onboarding.store import ApplyOutcome, UserRecord
 
 logger = logging.getLogger(__name__)
+
+CLAIM_CHUNK = 80  # claims in flight together between two looks at `should_stop` (a few store round trips)
 
 
 class CheckOutcome(enum.StrEnum):
@@ -72,7 +75,8 @@ class Checks:
         Htouhui's pages); the older ones wait, and when their turn comes each is one check for the latest
         step it has passed (`schedule.coalesce`, in `check_scheduled`), so a backlog costs at most one check
         per user on the ladder. Each sent user is claimed first (its due time moves a dispatch lease ahead,
-        so the next run does not send it again while its message waits), ten to a message batch.
+        so the next run does not send it again while its message waits), `CLAIM_CHUNK` claims at a time in
+        parallel (`store.claim_dispatches`), the claimed ones ten to a message batch, in the run's order.
         """
         store = self.core.store
         now = self.core.now()
@@ -96,17 +100,19 @@ class Checks:
         until = now + schedule.DISPATCH_LEASE_SECONDS
         dispatched = taken = 0
         batch: list[dict[str, Any]] = []
-        for row in rows:
+        for start in range(0, len(rows), CLAIM_CHUNK):
             if should_stop is not None and should_stop():
                 break
-            if not store.claim_dispatch(row, until):
-                taken += 1
-                continue
-            batch.append({"third_party_user_id": row.third_party_user_id, "due": until})
-            if len(batch) == 10:
-                queue.send(batch)
-                dispatched += len(batch)
-                batch = []
+            chunk = rows[start : start + CLAIM_CHUNK]
+            for row, claimed in zip(chunk, store.claim_dispatches(chunk, until), strict=True):
+                if not claimed:
+                    taken += 1
+                    continue
+                batch.append({"third_party_user_id": row.third_party_user_id, "due": until})
+                if len(batch) == 10:
+                    queue.send(batch)
+                    dispatched += len(batch)
+                    batch = []
         if batch:
             queue.send(batch)
             dispatched += len(batch)
@@ -138,7 +144,10 @@ class Checks:
         shard = record.check_shard or core.shard_of(third_party_user_id)
         if pace is not None:
             pace()  # the rate budget: only a check that will ask Htouhui waits for its turn
-        outcome = self._ask(record)
+        outcome, finished = self._ask(record)
+        if finished:  # status 3 took the user off the schedule in the same write: only the lease is left
+            store.release_check(third_party_user_id, token)
+            return outcome
         if outcome is CheckOutcome.FAILED:
             attempts = earlier_attempts + 1
             if attempts < schedule.MAX_ATTEMPTS:
@@ -177,8 +186,8 @@ class Checks:
             return CheckOutcome.SKIPPED  # nothing to ask with before the form
         if pace is not None:
             pace()
-        outcome = self._ask(record)
-        if outcome is CheckOutcome.FAILED:
+        outcome, finished = self._ask(record)
+        if outcome is CheckOutcome.FAILED or finished:
             store.release_check(third_party_user_id, token)
             return outcome
         store.settle_check(
@@ -190,17 +199,21 @@ class Checks:
         )
         return outcome
 
-    def _ask(self, record: UserRecord) -> CheckOutcome:
-        """The query and the monotonic store (`Core.check`), its failure classified: a rejection is an answer."""
+    def _ask(self, record: UserRecord) -> tuple[CheckOutcome, bool]:
+        """The query and the monotonic store (`Core.check`), its failure classified: a rejection is an answer.
+
+        Also whether this answer finished the user (status 3 stored: the store's write took it off the schedule),
+        so that the check gives back its lease alone instead of a settle bound to fail (a write unit saved).
+        """
         try:
-            self.core.check(record)
+            status, applied = self.core.answer_and_store(record)
         except HtouhuiRejected as exc:
             _log_failure(record, exc)
-            return CheckOutcome.REJECTED
+            return CheckOutcome.REJECTED, False
         except Exception as exc:
             _log_failure(record, exc)
-            return CheckOutcome.FAILED
-        return CheckOutcome.CHECKED
+            return CheckOutcome.FAILED, False
+        return CheckOutcome.CHECKED, applied is ApplyOutcome.APPLIED and status >= COMPLETED_STATUS
 
 
 def _merged(store: Any, shards: list[str], now: int, limit: int, *, newest: bool) -> list[Any]:

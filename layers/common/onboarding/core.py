@@ -23,7 +23,7 @@ from htouhui.models import QueryRequest
 from onboarding import schedule
 from onboarding.config import Keys, Settings, is_acceptable_url
 from onboarding.errors import InvalidInput, RegistrationRequired, StoreUnavailable, UserNotFound
-from onboarding.store import ApplyOutcome, StatusUpdate, Store, UserRecord
+from onboarding.store import ApplyOutcome, StatusUpdate, Store, UserRecord, card_number_improves
 
 if TYPE_CHECKING:
     from htouhui.models import QueryResponse, RegisterRequest, RegisterResponse
@@ -37,6 +37,17 @@ _T = TypeVar("_T")
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _changes_nothing(record: UserRecord, status: int, borrower: str | None, card: str | None) -> bool:
+    """Whether storing a query's answer could change nothing on `record` (read under the check's lease or just
+    before a refresh): a status no higher than the stored one, and no detail the store would fill (`_fill_details`).
+    A status only rises, so a status read a moment ago that is already as high still is."""
+    if record.status is None or status > record.status:
+        return False
+    if borrower and borrower != record.borrower:
+        return False
+    return not (card and card_number_improves(record.bank_card_number, card))
 
 
 def required(value: _T | None, invariant: str) -> _T:
@@ -173,7 +184,12 @@ class Core:
     # --- the query interface, shared by refresh and the reconciliation checks ---------------------------
 
     def check(self, record: UserRecord) -> ApplyOutcome | None:
-        """Ask Htouhui for the user's level and store it through the monotonic update (None: status 0, kept out).
+        """`answer_and_store`'s outcome alone (refresh)."""
+        return self.answer_and_store(record)[1]
+
+    def answer_and_store(self, record: UserRecord) -> tuple[int, ApplyOutcome | None]:
+        """Ask Htouhui for the user's level and store it through the monotonic update: (the status answered, the
+        store's outcome; None: status 0, kept out). An answer that could change nothing is not written (STALE).
 
         A query answering status 0 is not stored: for the query interface 0 means "not opened (yet)", which
         cannot tell a user still on Htouhui's pages from a failed opening. Only a notification or a browser
@@ -189,8 +205,11 @@ class Core:
             raise HtouhuiProtocolError("Htouhui's answer names another htouhui_user_id")
         status = int(answer.status)
         if status == 0:
-            return None
-        return self.store.apply_status(
+            return status, None
+        if _changes_nothing(record, status, answer.borrower, answer.bank_card_number):
+            # the monotonic write's condition would fail (and still cost a write unit): nothing to write
+            return status, ApplyOutcome.STALE
+        return status, self.store.apply_status(
             StatusUpdate(
                 third_party_user_id=user,
                 htouhui_user_id=htouhui_user_id,

@@ -22,7 +22,7 @@ as `StoreUnavailable`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -107,6 +107,8 @@ class Store(Protocol):
     def due(self, shard: str, now: int, limit: int, *, newest_first: bool = False) -> list[DueUser]: ...
 
     def claim_dispatch(self, user: DueUser, until: int) -> bool: ...
+
+    def claim_dispatches(self, users: Sequence[DueUser], until: int) -> list[bool]: ...
 
     def restart_schedule(self, third_party_user_id: str, slot: Slot, shard: str) -> bool: ...
 

@@ -22,8 +22,14 @@ from onboarding.store.records import iso_utc
 TRANSACTION_ATTEMPTS: Final = 8
 CONFLICT_CODES: Final = frozenset({"TransactionConflict", "TransactionConflictException"})
 CONDITION_FAILED: Final = "ConditionalCheckFailed"
-# Short timeouts: a Lambda waiting on a stuck connection is worse than a retried request.
-CLIENT_CONFIG: Final = {"retries": {"mode": "standard", "max_attempts": 3}, "connect_timeout": 2, "read_timeout": 5}
+# Short timeouts: a Lambda waiting on a stuck connection is worse than a retried request. A connection for each of
+# the dispatcher's claim threads (due.CLAIM_THREADS), so that none opens a fresh one per claim.
+CLIENT_CONFIG: Final = {
+    "retries": {"mode": "standard", "max_attempts": 3},
+    "connect_timeout": 2,
+    "read_timeout": 5,
+    "max_pool_connections": 16,
+}
 
 
 class ConditionFailed(Exception):
