@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from htouhui.errors import HtouhuiProtocolError
 from htouhui.models import OpenAccountForm, RegisterRequest, field_rules
-from htouhui.page import OpenAccountPage, build_open_account_page
 from onboarding.core import Core, entry_with_port, host_and_port, required
 from onboarding.errors import InvalidInput, MobileMismatch, RegistrationInProgress
 from onboarding.models import COMPLETED_STATUS, OpenAccountBody, RegisterBody, UserView
 from onboarding.store import ClaimOutcome
+
+if TYPE_CHECKING:  # the page is built by open_account only: register does not import it
+    from htouhui.page import OpenAccountPage
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +84,8 @@ class Registration:
         default_return_url: str,
         own_host: str | None,
     ) -> OpenAccountPage:
+        from htouhui.page import build_open_account_page  # imported before any write: nothing fails after one
+
         core = self.core
         record = core.registered(third_party_user_id)
         return_url = body.return_url or default_return_url

@@ -11,7 +11,6 @@ import contextlib
 from typing import Any, Final
 
 from onboarding import dynamo
-from onboarding.models import COMPLETED_STATUS
 from onboarding.schedule import Slot
 from onboarding.store.records import (
     DONE,
@@ -25,6 +24,7 @@ from onboarding.store.records import (
     user_key,
 )
 from onboarding.store.tables import ConditionFailed, Tables
+from onboarding.view import COMPLETED_STATUS
 
 LEASE_ATTRIBUTES: Final = ("check_lease", "check_token")
 
