@@ -31,11 +31,15 @@ def settings() -> Settings:
 
 
 def client_factory(current: Settings) -> Callable[[], HtouhuiClient]:
-    """A factory of Htouhui clients that report every attempt to the metrics (latency and result code)."""
-    from htouhui.client import HtouhuiClient
-    from onboarding.observability import record_attempt
+    """A factory of Htouhui clients that report every attempt to the metrics (latency and result code).
+
+    The client's module is imported when the first client is built: a path that never calls Htouhui
+    (open_account, notify, the dispatcher) does not import it."""
 
     def build() -> HtouhuiClient:
+        from htouhui.client import HtouhuiClient
+        from onboarding.observability import record_attempt
+
         keys = current.keys()
         return HtouhuiClient(current.client, keys.merchant_private, keys.htouhui_public, on_attempt=record_attempt)
 
