@@ -224,6 +224,9 @@ class _Wire(BaseModel):
     as absent when they break their rule. Fields that decide state or security stay strict.
     """
 
+    # defer_build: a model's schema is built when the model is first used, so a path pays only for the messages it
+    # reads or sends (register: two of ten). Never give one to a pydantic adapter (a Powertools route signature):
+    # an adapter of a model not yet built builds the schema again for itself.
     model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False, defer_build=True)
 
     @model_validator(mode="before")
@@ -248,7 +251,7 @@ class _Wire(BaseModel):
 class _Outbound(BaseModel):
     """A message we send: unknown fields are a programming error."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)  # as _Wire's
 
     def fields(self) -> dict[str, str]:
         return {name: value for name, value in self.model_dump(exclude_none=True).items() if value != ""}

@@ -96,7 +96,7 @@ class ErrorResponse(BaseModel):
 class OpenAccountAnswer(BaseModel):
     """POST /users/{id}/open-account: the signed form, and a page that submits it."""
 
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    model_config = ConfigDict(frozen=True)
 
     method: str
     action: str

@@ -42,8 +42,11 @@ __all__ = [
 # --- our own API's bodies (API.md §1) -----------------------------------------------------------------
 
 
+# Not deferred (defer_build), unlike the wire models: these appear in the routes' signatures and responses, and
+# Powertools validates through adapters of them; an adapter of a model not yet built builds the model's schema
+# again for itself (a view named in three adapters was built four times).
 class _Body(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 class RegisterBody(_Body):
@@ -65,7 +68,7 @@ class OpenAccountBody(_Body):
 class UserView(BaseModel):
     """What the merchant's backend sees of a user: personal data masked."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     third_party_user_id: str
     htouhui_user_id: str | None = None
