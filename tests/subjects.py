@@ -70,6 +70,7 @@ SUBJECTS: dict[str, frozenset[str]] = {
             "test_hostile_forgery",
             "test_hostile_input",
             "test_hostile_page",
+            "test_import_paths",
             "test_notify_allow_list",
             "test_refresh_route",
             "test_route_limits",

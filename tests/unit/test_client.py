@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from htouhui import client as client_module
+from htouhui import options as options_module
 from htouhui import protocol
 from htouhui.client import (
     DEFAULT_QUERY_PATH,
@@ -149,7 +149,7 @@ def fake(
 @pytest.fixture
 def worst_case_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
     """The jitter always picks the longest delay, so the bounds are checked at their worst."""
-    monkeypatch.setattr(client_module.random, "uniform", lambda low, high: high)
+    monkeypatch.setattr(options_module.random, "uniform", lambda low, high: high)
 
 
 @pytest.fixture

@@ -8,11 +8,9 @@ repeat (PROTOCOL.md §4), so connection errors, time-outs, 5xx and `9999` are re
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -35,66 +33,33 @@ from htouhui.models import (
     ResponseCommon,
     field_rules,
 )
+from htouhui.options import (  # re-exported (__all__): they live where the settings import them without the client
+    DEFAULT_QUERY_PATH,
+    ENVIRONMENTS,
+    OPEN_ACCOUNT_PATH,
+    REGISTER_PATH,
+    CallRecord,
+    ClientOptions,
+    RetryPolicy,
+    Timeouts,
+)
 
 if TYPE_CHECKING:  # httpx is imported when a client is made: settings and records need none of it (cold start)
     import httpx
 
-ENVIRONMENTS: Final = {
-    "uat": "https://new-uat.test.htouhui.com",
-    "stage": "https://stage.htouhui.com",
-    "prod": "https://www.htouhui.com",
-}
-REGISTER_PATH: Final = "/openapi/user/register"
-OPEN_ACCOUNT_PATH: Final = "/openapi/user/openAccount"
-DEFAULT_QUERY_PATH: Final = "/openapi/user/query"
-
+__all__ = [
+    "DEFAULT_QUERY_PATH",
+    "ENVIRONMENTS",
+    "OPEN_ACCOUNT_PATH",
+    "REGISTER_PATH",
+    "CallRecord",
+    "ClientOptions",
+    "HtouhuiClient",
+    "RetryPolicy",
+    "Timeouts",
+]
 _Answer = TypeVar("_Answer", bound=ResponseCommon)
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Timeouts:
-    connect: float = 2.0
-    read: float = 5.0
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """At most `max_attempts` calls, and no new attempt that would start after `total_seconds`."""
-
-    max_attempts: int = 3
-    total_seconds: float = 12.0
-    base_delay: float = 0.2
-    max_delay: float = 2.0
-
-    def delay(self, attempt: int) -> float:
-        """Full-jitter exponential backoff after the given (1-based) attempt."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
-
-
-@dataclass(frozen=True)
-class ClientOptions:
-    partner_id: str
-    base_url: str
-    query_path: str = DEFAULT_QUERY_PATH
-    timeouts: Timeouts = field(default_factory=Timeouts)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    profile: protocol.Profile = protocol.DEFAULT
-
-    @property
-    def open_account_url(self) -> str:
-        return self.base_url.rstrip("/") + OPEN_ACCOUNT_PATH
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """One attempt, for metrics and logs: no field values, only what happened."""
-
-    interface: str
-    attempt: int
-    seconds: float
-    outcome: str  # a result code, "http_5xx", "timeout", "connection", "signature", "unreadable"
 
 
 class HtouhuiClient:

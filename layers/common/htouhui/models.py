@@ -7,7 +7,6 @@ can say exactly which field broke which rule without echoing the value (it may b
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import unicodedata
@@ -28,6 +27,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from htouhui.options import LOOPBACK_HOSTS as LOOPBACK_HOSTS  # re-exported: defined with the client options
+from htouhui.options import is_loopback_host as is_loopback_host
 from htouhui.protocol import SUCCESS, present
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ HTOUHUI_USER_ID_PATTERN: Final = re.compile(r"^[0-9]{1,11}$")
 THIRD_PARTY_USER_ID_PATTERN: Final = re.compile(r"^[0-9A-Za-z_.:@-]{1,50}$")
 ID_CARD_WEIGHTS: Final = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CARD_CHECK_CHARACTERS: Final = "10X98765432"
-LOOPBACK_HOSTS: Final = frozenset({"localhost"})
 DOT_SEGMENTS: Final = frozenset({".", ".."})
 
 Status = Literal["0", "1", "2", "3"]
@@ -88,15 +88,6 @@ def _check_third_party_user_id(value: str) -> str:
     if value in DOT_SEGMENTS:  # a URL path segment of its own: /users/.. would name another resource
         raise _rule("third_party_user_id_dot_segment", "third_party_user_id must not be . or ..")
     return value
-
-
-def is_loopback_host(host: str) -> bool:
-    if host.lower() in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # Unicode categories no value we send may hold: controls (Cc, U+0085 among them), invisible formatting (Cf),
@@ -233,7 +224,10 @@ class _Wire(BaseModel):
     as absent when they break their rule. Fields that decide state or security stay strict.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False)
+    # defer_build: a model's schema is built when the model is first used, so a path pays only for the messages it
+    # reads or sends (register: two of ten). Never give one to a pydantic adapter (a Powertools route signature):
+    # an adapter of a model not yet built builds the schema again for itself.
+    model_config = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -257,7 +251,7 @@ class _Wire(BaseModel):
 class _Outbound(BaseModel):
     """A message we send: unknown fields are a programming error."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)  # as _Wire's
 
     def fields(self) -> dict[str, str]:
         return {name: value for name, value in self.model_dump(exclude_none=True).items() if value != ""}

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from htouhui.errors import HtouhuiRejected
 from onboarding import schedule
 from onboarding.core import Core
-from onboarding.models import COMPLETED_STATUS
+from onboarding.view import COMPLETED_STATUS
 from onboarding.store import ApplyOutcome, UserRecord
 
 logger = logging.getLogger(__name__)

@@ -19,8 +19,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from htouhui import protocol
-from htouhui.client import DEFAULT_QUERY_PATH, ENVIRONMENTS, ClientOptions, RetryPolicy, Timeouts
-from htouhui.models import is_loopback_host
+from htouhui.options import DEFAULT_QUERY_PATH, ENVIRONMENTS, ClientOptions, RetryPolicy, Timeouts, is_loopback_host
 from onboarding.schedule import DEFAULT_LADDER, DEFAULT_SHARDS, parse_ladder
 
 logger = logging.getLogger(__name__)

@@ -19,14 +19,13 @@ from urllib.parse import urlsplit
 
 from htouhui import protocol
 from htouhui.errors import HtouhuiProtocolError
-from htouhui.models import QueryRequest
 from onboarding import schedule
 from onboarding.config import Keys, Settings, is_acceptable_url
 from onboarding.errors import InvalidInput, RegistrationRequired, StoreUnavailable, UserNotFound
 from onboarding.store import ApplyOutcome, StatusUpdate, Store, UserRecord, card_number_improves
 
-if TYPE_CHECKING:
-    from htouhui.models import QueryResponse, RegisterRequest, RegisterResponse
+if TYPE_CHECKING:  # the models (pydantic) are imported when a query is sent: the dispatcher never sends one
+    from htouhui.models import QueryRequest, QueryResponse, RegisterRequest, RegisterResponse
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +197,8 @@ class Core:
         id_card = required(record.id_card, "a checked user has an id_card")
         htouhui_user_id = required(record.htouhui_user_id, "a checked user is registered")
         user = record.third_party_user_id
+        from htouhui.models import QueryRequest
+
         answer = self.client().query(QueryRequest(id_card=id_card, third_party_user_id=user))
         if answer.third_party_user_id != user:
             raise HtouhuiProtocolError("Htouhui's answer names another third_party_user_id")

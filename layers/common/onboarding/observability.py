@@ -23,10 +23,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from htouhui.client import CallRecord
+from htouhui.options import CallRecord
 from htouhui.protocol import REQUEST_FIELD, Profile, ambiguous_fields
 from onboarding.config import setting
-from onboarding.models import mask_bank_card, mask_id_card  # one masking rule for logs and the user view
+from onboarding.view import mask_bank_card, mask_id_card  # one masking rule for logs and the user view
 
 # Read at import (the logger and the metrics are module objects), each on its own: the settings need not be valid yet.
 SERVICE: Final[str] = setting("service_name")

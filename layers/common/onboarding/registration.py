@@ -18,13 +18,13 @@ from pydantic import ValidationError
 
 from htouhui.errors import HtouhuiProtocolError
 from htouhui.models import OpenAccountForm, RegisterRequest, field_rules
-from htouhui.page import OpenAccountPage, build_open_account_page
 from onboarding.core import Core, entry_with_port, host_and_port, required
 from onboarding.errors import InvalidInput, MobileMismatch, RefreshBudgetSpent, RegistrationInProgress
 from onboarding.models import COMPLETED_STATUS, OpenAccountBody, RegisterBody, UserView
 from onboarding.store import ClaimOutcome
 
 if TYPE_CHECKING:
+    from htouhui.page import OpenAccountPage  # built by open_account only: register does not import it
     from onboarding.refresh import RefreshBudget
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ class Registration:
         default_return_url: str,
         own_host: str | None,
     ) -> OpenAccountPage:
+        from htouhui.page import build_open_account_page  # imported before any write: nothing fails after one
+
         core = self.core
         record = core.registered(third_party_user_id)
         return_url = body.return_url or default_return_url

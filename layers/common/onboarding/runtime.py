@@ -32,17 +32,20 @@ def settings() -> Settings:
 
 def client_factory(current: Settings, *, once: bool = False) -> Callable[[], HtouhuiClient]:
     """A factory of Htouhui clients that report every attempt to the metrics (latency and result code); `once`:
-    one attempt per call, the client's retries off (the keys are still `current`'s, loaded and cached once)."""
-    import dataclasses
+    one attempt per call, the client's retries off (the keys are still `current`'s, loaded and cached once).
 
-    from htouhui.client import HtouhuiClient
-    from onboarding.observability import record_attempt
+    The client's module is imported when the first client is built: a path that never calls Htouhui
+    (open_account, notify, the dispatcher) does not import it."""
+    import dataclasses
 
     options = current.client
     if once:
         options = dataclasses.replace(options, retry=dataclasses.replace(options.retry, max_attempts=1))
 
     def build() -> HtouhuiClient:
+        from htouhui.client import HtouhuiClient
+        from onboarding.observability import record_attempt
+
         keys = current.keys()
         return HtouhuiClient(options, keys.merchant_private, keys.htouhui_public, on_attempt=record_attempt)
 

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Final
 
 from onboarding import dynamo
-from onboarding.models import COMPLETED_STATUS
 from onboarding.schedule import Slot
 from onboarding.store.records import (
     DONE,
@@ -28,6 +27,7 @@ from onboarding.store.records import (
     user_key,
 )
 from onboarding.store.tables import ConditionFailed, Tables
+from onboarding.view import COMPLETED_STATUS
 
 LEASE_ATTRIBUTES: Final = ("check_lease", "check_token")
 # Claims in flight at once: an UpdateItem waits a few milliseconds on DynamoDB, so 16 in flight take a run from ~150

@@ -6,11 +6,14 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from onboarding import dynamo
-from onboarding.models import UserView, card_digits
 from onboarding.schedule import Slot
+from onboarding.view import card_digits
+
+if TYPE_CHECKING:  # pydantic is imported when a view is built: a path that builds none never pays for it
+    from onboarding.models import UserView
 
 USERS_KEY: Final = "third_party_user_id"
 NOTIFICATIONS_KEY: Final = "notify_no"
@@ -115,6 +118,8 @@ class UserRecord:
         return self.registration == DONE and self.htouhui_user_id is not None
 
     def view(self) -> UserView:
+        from onboarding.models import UserView
+
         return UserView.of(
             third_party_user_id=self.third_party_user_id,
             htouhui_user_id=self.htouhui_user_id,

@@ -16,7 +16,6 @@ from onboarding.errors import (
     StoreUnavailable,
     UserNotFound,
 )
-from onboarding.models import COMPLETED_STATUS
 from onboarding.store.history import history_put
 from onboarding.store.records import (
     CLAIMED,
@@ -41,6 +40,7 @@ from onboarding.store.tables import (
     Conflicted,
     Tables,
 )
+from onboarding.view import COMPLETED_STATUS
 
 CLAIM_LEASE_SECONDS: Final = 30
 
