@@ -85,8 +85,10 @@ def simulate(
     workers: int = 23,
     priority_workers: int = 2,
     query_seconds: float = 7.0,
+    window: tuple[int, int, int] | None = None,
 ) -> dict[str, Any]:
-    """One scenario for `days` days at `budget` queries per second (the scheduled workers' share is served)."""
+    """One scenario for `days` days at `budget` queries per second (the scheduled workers' share is served);
+    `window` (start, end, horizon in seconds of day 0): forms only in [start, end), the run from start to horizon."""
     from onboarding import schedule
 
     ladder = schedule.Ladder(scale_ladder())
@@ -96,8 +98,11 @@ def simulate(
     if scenario.query_down is not None:
         share = scenario.timeout_share
         down_capacity = capacity * interval / ((1 - share) * interval + share * max(interval, query_seconds))
-    minutes = days * 1440
+    minutes = days * 1440 if window is None else window[2] // 60
+    first = 0 if window is None else window[0] // 60
     per_minute = [scenario.registrations_per_day * scale.hourly_share()[m // 60] / 60 * scale.FORM for m in range(1440)]
+    if window is not None:
+        per_minute = [forms if window[0] <= m * 60 < window[1] else 0.0 for m, forms in enumerate(per_minute)]
     future: list[tuple[int, int, _Group]] = []  # (due, sequence, group): not due yet
     completions: list[tuple[float, int, _Group]] = []  # notified completions, in time order
     due_now: deque[_Group] = deque()  # due, oldest due on the left (they come in due order)
@@ -168,7 +173,7 @@ def simulate(
         return amount
 
     epoch = scale_epoch()
-    for minute in range(minutes):
+    for minute in range(first, minutes):
         now = epoch + minute * 60
         day, minute_of_day = divmod(minute, 1440)
         forms = per_minute[minute_of_day]
@@ -243,8 +248,8 @@ def _summary(
         "worst_delay_minutes": worst,
         "p99_delay_minutes": p99,
         "largest_backlog": round(max(backlog)),
-        "daily_backlog": [round(backlog[(day + 1) * 1440 - 1]) for day in range(days)],
-        "hourly_backlog": [round(max(backlog[hour * 60 : (hour + 1) * 60])) for hour in range(days * 24)],
+        "daily_backlog": [round(backlog[min(len(backlog), (day + 1) * 1440) - 1]) for day in range(days)],
+        "hourly_backlog": [round(max(backlog[hour * 60 : (hour + 1) * 60], default=0)) for hour in range(days * 24)],
     }
 
 

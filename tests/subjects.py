@@ -41,6 +41,7 @@ SUBJECTS: dict[str, frozenset[str]] = {
             "test_onboarding",
             "test_priming",
             "test_probe",
+            "test_reconcile_sample",
             "test_reconcile_sandbox",
             "test_reconcile_schedule",
             "test_refresh_budget",
