@@ -22,8 +22,8 @@ from typing import Any, Protocol
 from htouhui.errors import HtouhuiRejected
 from onboarding import schedule
 from onboarding.core import Core
-from onboarding.view import COMPLETED_STATUS
 from onboarding.store import ApplyOutcome, UserRecord
+from onboarding.view import COMPLETED_STATUS
 
 logger = logging.getLogger(__name__)
 
