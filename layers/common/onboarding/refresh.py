@@ -11,8 +11,8 @@ so that the query interface sees at most RECONCILE_RATE_BUDGET + REFRESH_RATE_BU
 - `QueriesOnce`: the API functions' Htouhui gateway. `register` keeps the client's retries; `query` makes one
   attempt, so that one refresh taken from the budget is one query (the merchant's retry takes another).
 
-Any DynamoDB failure but the expected condition failure is `StoreUnavailable` (503 unavailable): the budget fails
-closed, Htouhui is not asked.
+Any DynamoDB failure but the expected condition failure is the store's (`onboarding.store.tables.call`:
+`StoreUnavailable`, 503 unavailable): the budget fails closed, Htouhui is not asked.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from onboarding import dynamo
-from onboarding.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from htouhui.models import QueryRequest, QueryResponse, RegisterRequest, RegisterResponse
@@ -68,11 +67,13 @@ class RefreshBudget:
             from onboarding.config import ConfigError
 
             raise ConfigError(["REFRESH_BUDGET_TABLE is required for GET ?refresh=true"])
-        start = self.window_of(now)
-        from botocore.exceptions import BotoCoreError, ClientError
+        from onboarding.store.tables import ConditionFailed, call
 
+        start = self.window_of(now)
         try:
-            self._client().update_item(
+            call(
+                self._client,
+                "update_item",
                 TableName=self.table,
                 Key=dynamo.item({WINDOW_KEY: start}),
                 UpdateExpression="ADD #n :one SET #expires = :expires",
@@ -82,13 +83,8 @@ class RefreshBudget:
                     {":one": 1, ":allowed": self.allowed, ":expires": start + self.window + EXPIRES_AFTER_SECONDS}
                 ),
             )
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code == "ConditionalCheckFailedException":
-                return False
-            raise StoreUnavailable(f"DynamoDB update_item failed: {code or 'unknown error'}") from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailable(f"DynamoDB update_item failed: {type(exc).__name__}") from exc
+        except ConditionFailed:
+            return False
         return True
 
 

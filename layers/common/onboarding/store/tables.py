@@ -48,6 +48,28 @@ class Conflicted(Exception):
     """Another transaction was touching the item: retry."""
 
 
+def call(client: Callable[[], Any], operation: str, **request: Any) -> dict[str, Any]:
+    """One DynamoDB request on `client()`, its failures translated: ConditionFailed, Cancelled, Conflicted, and any
+    other (the client's own making included) StoreUnavailable."""
+    try:
+        answer: dict[str, Any] = getattr(client(), operation)(**request)
+    except ClientError as exc:
+        response: dict[str, Any] = dict(exc.response)
+        error: dict[str, Any] = response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if code == "ConditionalCheckFailedException":
+            raise ConditionFailed(response.get("Item")) from None
+        if code == "TransactionCanceledException":
+            reasons = response.get("CancellationReasons") or error.get("CancellationReasons") or []
+            raise Cancelled(list(reasons)) from None
+        if code in CONFLICT_CODES:
+            raise Conflicted() from None
+        raise StoreUnavailable(f"DynamoDB {operation} failed: {code or 'unknown error'}") from exc
+    except BotoCoreError as exc:
+        raise StoreUnavailable(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
+    return answer
+
+
 class Tables:
     """The users table and the notification history, reached through one DynamoDB client."""
 
@@ -81,23 +103,7 @@ class Tables:
         self._sleep(0.02 + secrets.randbelow(80) / 1000)
 
     def _call(self, operation: str, **request: Any) -> dict[str, Any]:
-        try:
-            answer: dict[str, Any] = getattr(self.client(), operation)(**request)
-        except ClientError as exc:
-            response: dict[str, Any] = dict(exc.response)
-            error: dict[str, Any] = response.get("Error", {})
-            code = str(error.get("Code", ""))
-            if code == "ConditionalCheckFailedException":
-                raise ConditionFailed(response.get("Item")) from None
-            if code == "TransactionCanceledException":
-                reasons = response.get("CancellationReasons") or error.get("CancellationReasons") or []
-                raise Cancelled(list(reasons)) from None
-            if code in CONFLICT_CODES:
-                raise Conflicted() from None
-            raise StoreUnavailable(f"DynamoDB {operation} failed: {code or 'unknown error'}") from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailable(f"DynamoDB {operation} failed: {type(exc).__name__}") from exc
-        return answer
+        return call(self.client, operation, **request)
 
     def _erase(self, table: str, key: dict[str, Any], remove: Sequence[str], now: datetime) -> bool:
         """Remove attributes from an existing item and stamp its first `erased_at`; False when there is no item."""
