@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 plot=args.out.with_name("scale.png"),
                 progress=progress,
                 cost=True,  # results["scale"]["cost"]: bench.cost
+                honest=not args.quick,  # results["scale"]["honest_sample"]: bench.sample (its test runs it quick)
             )
             figures += found
             progress("scale done")

@@ -417,6 +417,7 @@ def run(workload: Workload = QUICK, *, broken_lease: bool = False) -> dict[str, 
         "double_checks": doubled,
         "batch_sizes": {str(size): count for size, count in sorted(batches.items())},
         "largest_batch": max(batches, default=0),
+        "batch_size": source.batch_size,
         "redelivered": redelivered,
         "lost_replies": lost_replies[0],
         "worker_invocations": invocations[0],
@@ -457,11 +458,35 @@ def _from_queries(
             pending = next((step for step in range(steps) if ladder.due(user, int(anchor), step) > at), None)
             if pending is None:
                 break
-        if pending is not None and outcomes[user] in ("stalled", "lost") and (not times or outcomes[user] == "stalled"):
+        if pending is not None and outcomes[user] in ("stalled", "lost"):  # a check still owed at the end
             due = ladder.due(user, int(anchor), pending)
             if due < end:
                 waiting.append((due, end))
     return delays, waiting, doubled
+
+
+def figures(result: dict[str, Any]) -> list[Any]:
+    """The bench's rows: the sample's delays and backlog against the model's, the double checks, the SQS traffic."""
+    from bench.stats import Figure
+
+    ours, model = result["sample"], result["model"]
+    rows = [
+        Figure("scale", f"honest sample {result['scale']}: worst delay vs model", ours["worst_delay_minutes"],
+               max(1, model["worst_delay_minutes"]), "min"),
+        Figure("scale", "honest sample: p99 delay vs model", ours["p99_delay_minutes"],
+               max(1, model["p99_delay_minutes"]), "min"),
+        Figure("scale", "honest sample: largest backlog vs model", ours["largest_backlog"],
+               max(1, model["largest_backlog"]), "users"),
+        Figure("scale", "honest sample: measures outside the stated tolerance", sum(not ok for ok in
+               result["agrees"].values()), 1, "measures", target=1.0, direction="max"),
+        Figure("scale", "honest sample: double checks (two dispatchers, threads, redelivery)",
+               result["double_checks"], 1, "checks", target=1.0, direction="max"),
+        Figure("scale", "honest sample: largest batch against the template's BatchSize", result["largest_batch"],
+               result["batch_size"], "messages"),
+        Figure("scale", "honest sample: messages redelivered (lost replies, the time-left guard)",
+               result["redelivered"], None, "messages"),
+    ]  # fmt: skip
+    return rows
 
 
 def _agrees(sample: float, model: float, share: float, slack: float) -> bool:

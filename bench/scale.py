@@ -628,6 +628,7 @@ def measure(
     plot: Path | None = None,
     progress: Callable[[str], None] = lambda _line: None,
     cost: bool = False,
+    honest: bool = False,
 ) -> tuple[list[Figure], dict[str, Any]]:
     from onboarding import reconcile, schedule
     from onboarding.config import Settings
@@ -703,6 +704,12 @@ def measure(
         queries = max(row["queries"] for row in steady_days)
         found, details["cost"] = costs.measure(keys_dir, queries_per_day=queries, progress=progress)
         figures += found
+    if honest:  # the real handlers on threads over moto, against the model (bench.sample)
+        from bench import sample as honest_sample
+
+        progress("scale: the honest sample (real handlers, threads, moto's DynamoDB and SQS)")
+        details["honest_sample"] = honest_sample.in_child(honest_sample.Workload())
+        figures += honest_sample.figures(details["honest_sample"])
     details["scenarios"] = run_scenarios(min(days, 30) if scenario_days is None else scenario_days, progress)
     figures += scenario_figures(details["scenarios"])
     details["cpu_seconds"] = round(time.process_time() - started, 1)

@@ -72,3 +72,12 @@ def test_the_clock_moves_only_when_every_participant_waits() -> None:
     for thread in threads:
         thread.join(timeout=10)
     assert seen == [("short", 105.0), ("long", 130.0)]
+
+
+def test_the_bench_rows_hold_the_sample_beside_the_model(quick: dict[str, Any]) -> None:
+    rows = {figure.name: figure for figure in sample.figures(quick)}
+    worst = next(figure for name, figure in rows.items() if "worst delay vs model" in name)
+    assert worst.value == quick["sample"]["worst_delay_minutes"]
+    assert rows["honest sample: double checks (two dispatchers, threads, redelivery)"].ok is True
+    assert rows["honest sample: measures outside the stated tolerance"].ok is True
+    assert rows["honest sample: largest batch against the template's BatchSize"].ratio == 1.0
