@@ -786,7 +786,12 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m bench.cost --units`: the write and read units per check on this code, as JSON."""
+    """`python -m bench.cost`: the write and read units per check on this code, as JSON."""
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python -m bench.cost", description="DynamoDB units per check on this code (moto, bench.capacity)"
+    ).parse_args(argv)
     sys.path[:0] = [str(Path(__file__).resolve().parent.parent / "local")]
     from bench.keys import make_keys
     from bench.servers import moto_server
@@ -794,7 +799,6 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch, moto_server() as moto:
         units = measure_units(moto.url, make_keys(Path(scratch) / "keys"))
     print(json.dumps(units, indent=2))
-    del argv
     return 0
 
 
